@@ -1,1 +1,199 @@
+//! The inventory engine: per-event seat state with atomic all-or-nothing multi-seat holds.
+//!
+//! [`Inventory`] is the contract every backend keeps: `hold` moves every requested seat
+//! AVAILABLE -> HELD or changes nothing; `pin` marks a hold CONFIRMING while its checkout
+//! runs (expiry never touches a pinned hold); `confirm` turns a pinned hold's seats SOLD;
+//! `release` and expiry return seats to sale. The availability bitmap and the event's
+//! version change in the same step as the seats.
+//!
+//! Backends: [`memory::MemoryInventory`] (embedded: one shard per event behind a short
+//! critical section, changes journaled with group commit by [`journal`]).
 
+pub mod journal;
+pub mod memory;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use boxoffice_core::{EventId, HoldId, HoldView, SeatMap, UnixMs, UserId};
+use bytes::Bytes;
+
+pub use memory::MemoryInventory;
+
+/// What a hold asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// These seats (indexes within the event), all or none.
+    Seats(Vec<u32>),
+    /// `count` seats chosen by the engine, optionally within one section.
+    BestAvailable { count: u32, section: Option<u16> },
+}
+
+impl Selection {
+    pub fn seat_count(&self) -> u32 {
+        match self {
+            Selection::Seats(seats) => seats.len() as u32,
+            Selection::BestAvailable { count, .. } => *count,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HoldRequest {
+    pub event: EventId,
+    pub user: UserId,
+    pub selection: Selection,
+    pub ttl_ms: u64,
+    /// Seats the user may have in this event, held plus bought.
+    pub max_seats_per_user: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InventoryError {
+    #[error("event is not loaded in the inventory")]
+    UnknownEvent,
+    #[error("no such hold")]
+    UnknownHold,
+    #[error("seat index {0} is outside the event's seat map")]
+    BadSeat(u32),
+    #[error("a seat is named twice")]
+    DuplicateSeat,
+    #[error("seats unavailable")]
+    SeatsUnavailable(Vec<u32>),
+    #[error("not enough adjacent or nearby seats available")]
+    NotEnoughSeats,
+    #[error("user has {current} seats in this event; {requested} more would pass the limit of {limit}")]
+    UserLimit { current: u32, requested: u32, limit: u32 },
+    #[error("hold has expired")]
+    HoldExpired,
+    #[error("hold was released")]
+    HoldReleased,
+    #[error("hold is already confirmed")]
+    AlreadyConfirmed,
+    #[error("hold is being checked out")]
+    HoldConfirming,
+    #[error("hold is not pinned by this checkout")]
+    NotPinned,
+    #[error("the hold journal failed: {0}")]
+    Journal(String),
+}
+
+pub type Result<T, E = InventoryError> = std::result::Result<T, E>;
+
+/// The availability of an event at one version, in wire form.
+#[derive(Debug, Clone)]
+pub struct Availability {
+    pub version: u64,
+    pub available_count: u32,
+    /// `ceil(seats/8)` bytes, bit `i` = seat `i` available (see `boxoffice_core::bitmap`).
+    pub bitmap: Bytes,
+}
+
+/// Counts of seats by state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SeatCounts {
+    pub available: u32,
+    pub held: u32,
+    pub sold: u32,
+}
+
+/// A seat sold by a valid ticket, as the order store knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SoldSeat {
+    pub seat_index: u32,
+    pub user: UserId,
+}
+
+/// A pin whose deadline has passed: the checkout that set it has died or hung, and only
+/// the order store can say whether it sold the seats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StalePin {
+    pub hold: HoldId,
+    pub attempt: String,
+}
+
+#[async_trait]
+pub trait Inventory: Send + Sync + 'static {
+    /// Makes an event known, with its sold seats from the order store. Idempotent: an
+    /// event already loaded is left as it is.
+    async fn load_event(&self, event: EventId, map: Arc<SeatMap>, sold: Vec<SoldSeat>)
+    -> Result<()>;
+
+    /// Atomic, all-or-nothing hold of the selected seats.
+    async fn hold(&self, request: HoldRequest) -> Result<HoldView>;
+
+    /// The hold's current view; an unpinned hold past its expiry is expired first.
+    async fn hold_view(&self, hold: HoldId) -> Result<HoldView>;
+
+    /// Releases a held (not pinned) hold at once.
+    async fn release(&self, hold: HoldId) -> Result<HoldView>;
+
+    /// HELD -> CONFIRMING for checkout `attempt`, only while unexpired and unpinned.
+    async fn pin(&self, hold: HoldId, attempt: &str, deadline_ms: UnixMs) -> Result<HoldView>;
+
+    /// CONFIRMING -> HELD (payment failed); the hold expires at once if its time is up.
+    async fn unpin(&self, hold: HoldId, attempt: &str) -> Result<HoldView>;
+
+    /// CONFIRMING -> SOLD, fenced by the hold id and the attempt.
+    async fn confirm(&self, hold: HoldId, attempt: &str) -> Result<HoldView>;
+
+    async fn availability(&self, event: EventId) -> Result<Availability>;
+
+    async fn seat_counts(&self, event: EventId) -> Result<SeatCounts>;
+
+    /// Seats the user has in the event, held plus bought.
+    async fn user_seat_count(&self, event: EventId, user: &UserId) -> Result<u32>;
+
+    /// Expires every unpinned hold whose time is up; returns how many.
+    async fn expire_due(&self) -> Result<u32>;
+
+    /// Pins whose deadline has passed.
+    async fn stale_pins(&self) -> Result<Vec<StalePin>>;
+
+    /// Makes everything accepted so far durable.
+    async fn flush(&self) -> Result<()>;
+}
+
+/// The engine's clock, injectable so that tests control time.
+pub trait Clock: Send + Sync + 'static {
+    fn now_ms(&self) -> UnixMs;
+}
+
+/// Wall-clock time.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> UnixMs {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as UnixMs)
+            .unwrap_or(0)
+    }
+}
+
+/// A clock that moves only when told to.
+#[derive(Debug, Default)]
+pub struct ManualClock(std::sync::atomic::AtomicU64);
+
+impl ManualClock {
+    pub fn new(start_ms: UnixMs) -> Self {
+        ManualClock(std::sync::atomic::AtomicU64::new(start_ms))
+    }
+
+    pub fn advance_ms(&self, ms: u64) {
+        self.0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> UnixMs {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl<C: Clock> Clock for Arc<C> {
+    fn now_ms(&self) -> UnixMs {
+        (**self).now_ms()
+    }
+}

@@ -1,0 +1,680 @@
+//! The embedded inventory: one shard per event, each a flat array of seat states, the
+//! availability bitmap, a hold table and an expiry index behind one short critical section.
+//!
+//! Every change of seats happens under the shard's lock together with its bitmap bits,
+//! the version bump and the journal append; the lock is released before the caller waits
+//! for the journal (group commit), so waiting never blocks other holds.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use boxoffice_core::{Bitmap, EventId, HoldId, HoldStatus, HoldView, SeatMap, UnixMs, UserId};
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+
+use crate::journal::{EndReason, Journal, JournaledHold, Record, SyncMode};
+use crate::{
+    Availability, Clock, HoldRequest, Inventory, InventoryError, Result, SeatCounts, Selection,
+    SoldSeat, StalePin, SystemClock,
+};
+
+/// Settings of the embedded inventory.
+#[derive(Debug, Clone)]
+pub struct MemoryConfig {
+    /// Where the hold journal lives; `None` keeps holds in memory only.
+    pub journal_dir: Option<PathBuf>,
+    pub sync: SyncMode,
+    /// Ended holds remembered per event, so that `GET /v1/holds/{id}` can say `released`,
+    /// `expired` or `confirmed`; the oldest are forgotten first.
+    pub ended_holds_kept_per_event: usize,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig { journal_dir: None, sync: SyncMode::Fsync, ended_holds_kept_per_event: 100_000 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SeatState {
+    Available,
+    Held(u128),
+    Sold(UserId),
+}
+
+#[derive(Debug, Clone)]
+struct Pin {
+    attempt: String,
+    deadline_ms: UnixMs,
+}
+
+#[derive(Debug, Clone)]
+struct LiveHold {
+    user: UserId,
+    seats: Vec<u32>,
+    created_ms: UnixMs,
+    expires_ms: UnixMs,
+    pin: Option<Pin>,
+}
+
+#[derive(Debug, Clone)]
+struct EndedHold {
+    hold: LiveHold,
+    status: HoldStatus,
+}
+
+struct ShardState {
+    seats: Vec<SeatState>,
+    bitmap: Bitmap,
+    version: u64,
+    holds: HashMap<u128, LiveHold>,
+    /// `(expires_ms, nonce)` of every unpinned live hold.
+    expiry: BTreeSet<(UnixMs, u128)>,
+    /// Seats per user, held plus sold.
+    per_user: HashMap<UserId, u32>,
+    held_seats: u32,
+    sold_seats: u32,
+    ended: HashMap<u128, EndedHold>,
+    ended_order: VecDeque<u128>,
+    cached: Option<Availability>,
+}
+
+struct Shard {
+    event: EventId,
+    map: Arc<SeatMap>,
+    state: Mutex<ShardState>,
+}
+
+/// The embedded [`Inventory`].
+pub struct MemoryInventory {
+    shards: RwLock<HashMap<EventId, Arc<Shard>>>,
+    journal: Option<Journal>,
+    recovered: Mutex<HashMap<EventId, Vec<JournaledHold>>>,
+    clock: Arc<dyn Clock>,
+    config: MemoryConfig,
+}
+
+impl MemoryInventory {
+    /// Opens the inventory, replaying the hold journal if there is one. Recovered holds
+    /// are installed as their events are loaded; call
+    /// [`commit_recovery`](Self::commit_recovery) once every event is loaded.
+    pub fn open(config: MemoryConfig, clock: Arc<dyn Clock>) -> std::io::Result<Self> {
+        let (journal, holds) = match &config.journal_dir {
+            Some(dir) => {
+                let (journal, holds) = Journal::open(dir, config.sync)?;
+                (Some(journal), holds)
+            }
+            None => (None, Vec::new()),
+        };
+        let mut recovered: HashMap<EventId, Vec<JournaledHold>> = HashMap::new();
+        for hold in holds {
+            recovered.entry(hold.hold.event).or_default().push(hold);
+        }
+        Ok(MemoryInventory {
+            shards: RwLock::new(HashMap::new()),
+            journal,
+            recovered: Mutex::new(recovered),
+            clock,
+            config,
+        })
+    }
+
+    /// An inventory without a journal, on the wall clock.
+    pub fn in_memory() -> Self {
+        Self::open(MemoryConfig::default(), Arc::new(SystemClock))
+            .expect("an inventory without a journal opens no files")
+    }
+
+    /// Ends recovery: recovered holds of events that no longer exist are dropped, and the
+    /// fresh journal replaces the old one.
+    pub async fn commit_recovery(&self) -> Result<()> {
+        let orphans: usize = self.recovered.lock().drain().map(|(_, h)| h.len()).sum();
+        if orphans > 0 {
+            tracing::warn!(holds = orphans, "journaled holds of unknown events were dropped");
+        }
+        match &self.journal {
+            Some(journal) => journal.commit_recovery().await.map_err(InventoryError::Journal),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops the journal writer after writing everything queued.
+    pub fn close(&self) {
+        if let Some(journal) = &self.journal {
+            journal.close();
+        }
+    }
+
+    /// Checks every invariant of one event's shard; the error says which one broke.
+    pub fn check_invariants(&self, event: EventId) -> std::result::Result<(), String> {
+        let shard = self.shard(event).map_err(|e| e.to_string())?;
+        let st = shard.state.lock();
+        st.check(&shard.map)
+    }
+
+    fn shard(&self, event: EventId) -> Result<Arc<Shard>> {
+        self.shards.read().get(&event).cloned().ok_or(InventoryError::UnknownEvent)
+    }
+
+    fn all_shards(&self) -> Vec<Arc<Shard>> {
+        self.shards.read().values().cloned().collect()
+    }
+
+    async fn durable(&self, seq: Option<u64>) -> Result<()> {
+        match (&self.journal, seq) {
+            (Some(journal), Some(seq)) => {
+                journal.wait_durable(seq).await.map_err(InventoryError::Journal)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What one locked step did: the journal sequence to wait for, if it wrote anything.
+struct Step<'a> {
+    shard: &'a Shard,
+    journal: Option<&'a Journal>,
+    config: &'a MemoryConfig,
+    last_seq: Option<u64>,
+}
+
+impl Step<'_> {
+    fn append(&mut self, record: Record) {
+        if let Some(journal) = self.journal {
+            self.last_seq = Some(journal.append(&record));
+        }
+    }
+
+    /// Ends a live hold: its seats become available (or sold, when confirmed).
+    fn end(&mut self, st: &mut ShardState, nonce: u128, status: HoldStatus) -> LiveHold {
+        let hold = st.holds.remove(&nonce).expect("ending a hold that is live");
+        st.expiry.remove(&(hold.expires_ms, nonce));
+        let confirmed = status == HoldStatus::Confirmed;
+        for &seat in &hold.seats {
+            debug_assert_eq!(st.seats[seat as usize], SeatState::Held(nonce));
+            if confirmed {
+                st.seats[seat as usize] = SeatState::Sold(hold.user.clone());
+            } else {
+                st.seats[seat as usize] = SeatState::Available;
+                st.bitmap.set_available(seat, true);
+            }
+        }
+        let n = hold.seats.len() as u32;
+        st.held_seats -= n;
+        if confirmed {
+            st.sold_seats += n;
+        } else if let Some(count) = st.per_user.get_mut(&hold.user) {
+            *count -= n;
+            if *count == 0 {
+                st.per_user.remove(&hold.user);
+            }
+        }
+        st.version += 1;
+        let reason = match status {
+            HoldStatus::Released => EndReason::Released,
+            HoldStatus::Expired => EndReason::Expired,
+            HoldStatus::Confirmed => EndReason::Confirmed,
+            HoldStatus::Held | HoldStatus::Confirming => unreachable!("a live status ends nothing"),
+        };
+        self.append(Record::End { hold: HoldId { event: self.shard.event, nonce }, reason });
+        st.ended.insert(nonce, EndedHold { hold: hold.clone(), status });
+        st.ended_order.push_back(nonce);
+        while st.ended_order.len() > self.config.ended_holds_kept_per_event {
+            if let Some(old) = st.ended_order.pop_front() {
+                st.ended.remove(&old);
+            }
+        }
+        hold
+    }
+
+    /// Expires every unpinned hold whose time is up.
+    fn expire_due(&mut self, st: &mut ShardState, now: UnixMs) -> u32 {
+        let mut expired = 0;
+        while let Some(&(expires_ms, nonce)) = st.expiry.first() {
+            if expires_ms > now {
+                break;
+            }
+            self.end(st, nonce, HoldStatus::Expired);
+            expired += 1;
+        }
+        if expired > 0 {
+            metrics_expired(expired);
+        }
+        expired
+    }
+}
+
+fn metrics_expired(n: u32) {
+    metrics::counter!("boxoffice_holds_expired_total").increment(u64::from(n));
+}
+
+impl ShardState {
+    fn new(map: &SeatMap) -> Self {
+        ShardState {
+            seats: vec![SeatState::Available; map.len()],
+            bitmap: Bitmap::all_available(map.len()),
+            version: 0,
+            holds: HashMap::new(),
+            expiry: BTreeSet::new(),
+            per_user: HashMap::new(),
+            held_seats: 0,
+            sold_seats: 0,
+            ended: HashMap::new(),
+            ended_order: VecDeque::new(),
+            cached: None,
+        }
+    }
+
+    fn view(&self, event: EventId, nonce: u128) -> Result<HoldView> {
+        let (hold, status) = match (self.holds.get(&nonce), self.ended.get(&nonce)) {
+            (Some(live), _) => {
+                let status =
+                    if live.pin.is_some() { HoldStatus::Confirming } else { HoldStatus::Held };
+                (live, status)
+            }
+            (None, Some(ended)) => (&ended.hold, ended.status),
+            (None, None) => return Err(InventoryError::UnknownHold),
+        };
+        Ok(HoldView {
+            id: HoldId { event, nonce },
+            event,
+            user: hold.user.clone(),
+            seats: hold.seats.clone(),
+            status,
+            created_ms: hold.created_ms,
+            expires_ms: hold.expires_ms,
+        })
+    }
+
+    /// The error for an operation on a hold that is not live.
+    fn not_live(&self, nonce: u128) -> InventoryError {
+        match self.ended.get(&nonce).map(|e| e.status) {
+            Some(HoldStatus::Expired) => InventoryError::HoldExpired,
+            Some(HoldStatus::Released) => InventoryError::HoldReleased,
+            Some(HoldStatus::Confirmed) => InventoryError::AlreadyConfirmed,
+            _ => InventoryError::UnknownHold,
+        }
+    }
+
+    fn install(&mut self, nonce: u128, hold: LiveHold) {
+        for &seat in &hold.seats {
+            debug_assert_eq!(self.seats[seat as usize], SeatState::Available);
+            self.seats[seat as usize] = SeatState::Held(nonce);
+            self.bitmap.set_available(seat, false);
+        }
+        let n = hold.seats.len() as u32;
+        self.held_seats += n;
+        *self.per_user.entry(hold.user.clone()).or_insert(0) += n;
+        self.version += 1;
+        self.expiry.insert((hold.expires_ms, nonce));
+        self.holds.insert(nonce, hold);
+    }
+
+    fn check(&self, map: &SeatMap) -> std::result::Result<(), String> {
+        if self.seats.len() != map.len() || self.bitmap.len() != map.len() {
+            return Err("seat array or bitmap has the wrong length".into());
+        }
+        let mut per_user: HashMap<&UserId, u32> = HashMap::new();
+        let (mut held, mut sold) = (0u32, 0u32);
+        for (i, state) in self.seats.iter().enumerate() {
+            let available = self.bitmap.is_available(i as u32);
+            match state {
+                SeatState::Available if !available => return Err(format!("seat {i} bit is 0")),
+                SeatState::Held(_) | SeatState::Sold(_) if available => {
+                    return Err(format!("seat {i} is taken but its bit is 1"));
+                }
+                SeatState::Held(nonce) => {
+                    let hold = self.holds.get(nonce).ok_or(format!("seat {i} held by a dead hold"))?;
+                    if !hold.seats.contains(&(i as u32)) {
+                        return Err(format!("seat {i} is not in the hold that holds it"));
+                    }
+                    held += 1;
+                }
+                SeatState::Sold(user) => {
+                    *per_user.entry(user).or_default() += 1;
+                    sold += 1;
+                }
+                SeatState::Available => {}
+            }
+        }
+        for (nonce, hold) in &self.holds {
+            for &seat in &hold.seats {
+                if self.seats[seat as usize] != SeatState::Held(*nonce) {
+                    return Err(format!("hold {nonce:x} lists seat {seat} it does not hold"));
+                }
+            }
+            *per_user.entry(&hold.user).or_default() += hold.seats.len() as u32;
+            let indexed = self.expiry.contains(&(hold.expires_ms, *nonce));
+            if indexed == hold.pin.is_some() {
+                return Err(format!("hold {nonce:x}: pinned holds, and only they, skip expiry"));
+            }
+        }
+        if self.expiry.len() != self.holds.values().filter(|h| h.pin.is_none()).count() {
+            return Err("expiry index lists dead holds".into());
+        }
+        if held != self.held_seats || sold != self.sold_seats {
+            return Err(format!(
+                "counters held={} sold={} but seats say held={held} sold={sold}",
+                self.held_seats, self.sold_seats
+            ));
+        }
+        let expected: HashMap<&UserId, u32> = self.per_user.iter().map(|(u, n)| (u, *n)).collect();
+        if expected != per_user {
+            return Err("per-user seat counts differ from the seats".into());
+        }
+        if self.bitmap.count_available() as u32 + held + sold != self.seats.len() as u32 {
+            return Err("available + held + sold != seats".into());
+        }
+        Ok(())
+    }
+}
+
+impl MemoryInventory {
+    fn step<'a>(&'a self, shard: &'a Shard) -> Step<'a> {
+        Step { shard, journal: self.journal.as_ref(), config: &self.config, last_seq: None }
+    }
+
+    /// Runs `f` on a live hold under its shard's lock, after expiring what is due.
+    async fn with_live_hold<T>(
+        &self,
+        id: HoldId,
+        f: impl FnOnce(&mut Step<'_>, &mut ShardState, UnixMs) -> Result<T>,
+    ) -> Result<T> {
+        let shard = self.shard(id.event).map_err(|_| InventoryError::UnknownHold)?;
+        let now = self.clock.now_ms();
+        let (result, seq) = {
+            let mut step = self.step(&shard);
+            let mut st = shard.state.lock();
+            step.expire_due(&mut st, now);
+            let result = if st.holds.contains_key(&id.nonce) {
+                f(&mut step, &mut st, now)
+            } else {
+                Err(st.not_live(id.nonce))
+            };
+            (result, step.last_seq)
+        };
+        self.durable(seq).await?;
+        result
+    }
+}
+
+#[async_trait]
+impl Inventory for MemoryInventory {
+    async fn load_event(
+        &self,
+        event: EventId,
+        map: Arc<SeatMap>,
+        sold: Vec<SoldSeat>,
+    ) -> Result<()> {
+        if self.shards.read().contains_key(&event) {
+            return Ok(());
+        }
+        let shard = Arc::new(Shard { event, state: Mutex::new(ShardState::new(&map)), map });
+        let now = self.clock.now_ms();
+        let recovered = self.recovered.lock().remove(&event).unwrap_or_default();
+        let seq = {
+            let mut step = self.step(&shard);
+            let mut st = shard.state.lock();
+            for seat in sold {
+                let i = seat.seat_index as usize;
+                if i >= st.seats.len() || st.seats[i] != SeatState::Available {
+                    tracing::error!(%event, seat = i, "order store lists a seat twice or out of range");
+                    continue;
+                }
+                st.seats[i] = SeatState::Sold(seat.user.clone());
+                st.bitmap.set_available(seat.seat_index, false);
+                *st.per_user.entry(seat.user).or_insert(0) += 1;
+                st.sold_seats += 1;
+            }
+            let (mut restored, mut dropped) = (0, 0);
+            for hold in recovered {
+                let free = hold.seats.iter().all(|&s| {
+                    st.seats.get(s as usize).is_some_and(|state| *state == SeatState::Available)
+                });
+                if hold.expires_ms <= now || !free || hold.seats.is_empty() {
+                    // Expired, or its seats were sold by the order it became.
+                    dropped += 1;
+                    continue;
+                }
+                step.append(Record::Hold {
+                    hold: hold.hold,
+                    user: hold.user.clone(),
+                    seats: hold.seats.clone(),
+                    created_ms: hold.created_ms,
+                    expires_ms: hold.expires_ms,
+                });
+                st.install(
+                    hold.hold.nonce,
+                    LiveHold {
+                        user: hold.user,
+                        seats: hold.seats,
+                        created_ms: hold.created_ms,
+                        expires_ms: hold.expires_ms,
+                        pin: None,
+                    },
+                );
+                restored += 1;
+            }
+            if restored + dropped > 0 {
+                tracing::info!(%event, restored, dropped, "holds recovered from the journal");
+            }
+            debug_assert_eq!(st.check(&shard.map), Ok(()));
+            step.last_seq
+        };
+        self.shards.write().entry(event).or_insert(shard);
+        self.durable(seq).await
+    }
+
+    async fn hold(&self, request: HoldRequest) -> Result<HoldView> {
+        let shard = self.shard(request.event)?;
+        let now = self.clock.now_ms();
+        let n = request.selection.seat_count();
+        let (view, seq) = {
+            let mut step = self.step(&shard);
+            let mut st = shard.state.lock();
+            step.expire_due(&mut st, now);
+            let current = st.per_user.get(&request.user).copied().unwrap_or(0);
+            if current + n > request.max_seats_per_user {
+                return Err(InventoryError::UserLimit {
+                    current,
+                    requested: n,
+                    limit: request.max_seats_per_user,
+                });
+            }
+            let seats = match request.selection {
+                Selection::Seats(seats) => {
+                    let mut unavailable = Vec::new();
+                    for (k, &seat) in seats.iter().enumerate() {
+                        if seat as usize >= st.seats.len() {
+                            return Err(InventoryError::BadSeat(seat));
+                        }
+                        if seats[..k].contains(&seat) {
+                            return Err(InventoryError::DuplicateSeat);
+                        }
+                        if !st.bitmap.is_available(seat) {
+                            unavailable.push(seat);
+                        }
+                    }
+                    if !unavailable.is_empty() {
+                        return Err(InventoryError::SeatsUnavailable(unavailable));
+                    }
+                    seats
+                }
+                Selection::BestAvailable { count, section } => shard
+                    .map
+                    .best_available(&st.bitmap, count, section)
+                    .ok_or(InventoryError::NotEnoughSeats)?,
+            };
+            if seats.is_empty() {
+                return Err(InventoryError::NotEnoughSeats);
+            }
+            let id = HoldId::random(request.event);
+            let hold = LiveHold {
+                user: request.user,
+                seats,
+                created_ms: now,
+                expires_ms: now.saturating_add(request.ttl_ms),
+                pin: None,
+            };
+            step.append(Record::Hold {
+                hold: id,
+                user: hold.user.clone(),
+                seats: hold.seats.clone(),
+                created_ms: hold.created_ms,
+                expires_ms: hold.expires_ms,
+            });
+            st.install(id.nonce, hold);
+            (st.view(request.event, id.nonce)?, step.last_seq)
+        };
+        self.durable(seq).await?;
+        Ok(view)
+    }
+
+    async fn hold_view(&self, id: HoldId) -> Result<HoldView> {
+        let shard = self.shard(id.event).map_err(|_| InventoryError::UnknownHold)?;
+        let now = self.clock.now_ms();
+        let (view, seq) = {
+            let mut step = self.step(&shard);
+            let mut st = shard.state.lock();
+            step.expire_due(&mut st, now);
+            (st.view(id.event, id.nonce), step.last_seq)
+        };
+        self.durable(seq).await?;
+        view
+    }
+
+    async fn release(&self, id: HoldId) -> Result<HoldView> {
+        self.with_live_hold(id, |step, st, _| {
+            if st.holds[&id.nonce].pin.is_some() {
+                return Err(InventoryError::HoldConfirming);
+            }
+            step.end(st, id.nonce, HoldStatus::Released);
+            st.view(id.event, id.nonce)
+        })
+        .await
+    }
+
+    async fn pin(&self, id: HoldId, attempt: &str, deadline_ms: UnixMs) -> Result<HoldView> {
+        self.with_live_hold(id, |_, st, _| {
+            let hold = st.holds.get_mut(&id.nonce).expect("checked live");
+            if hold.pin.is_some() {
+                return Err(InventoryError::HoldConfirming);
+            }
+            hold.pin = Some(Pin { attempt: attempt.to_owned(), deadline_ms });
+            let key = (hold.expires_ms, id.nonce);
+            st.expiry.remove(&key);
+            st.view(id.event, id.nonce)
+        })
+        .await
+    }
+
+    async fn unpin(&self, id: HoldId, attempt: &str) -> Result<HoldView> {
+        self.with_live_hold(id, |step, st, now| {
+            let hold = st.holds.get_mut(&id.nonce).expect("checked live");
+            if hold.pin.as_ref().is_none_or(|p| p.attempt != attempt) {
+                return Err(InventoryError::NotPinned);
+            }
+            hold.pin = None;
+            let expires_ms = hold.expires_ms;
+            st.expiry.insert((expires_ms, id.nonce));
+            if expires_ms <= now {
+                step.end(st, id.nonce, HoldStatus::Expired);
+            }
+            st.view(id.event, id.nonce)
+        })
+        .await
+    }
+
+    async fn confirm(&self, id: HoldId, attempt: &str) -> Result<HoldView> {
+        self.with_live_hold(id, |step, st, _| {
+            let hold = &st.holds[&id.nonce];
+            if hold.pin.as_ref().is_none_or(|p| p.attempt != attempt) {
+                return Err(InventoryError::NotPinned);
+            }
+            step.end(st, id.nonce, HoldStatus::Confirmed);
+            st.view(id.event, id.nonce)
+        })
+        .await
+    }
+
+    async fn availability(&self, event: EventId) -> Result<Availability> {
+        let shard = self.shard(event)?;
+        let now = self.clock.now_ms();
+        let (availability, seq) = {
+            let mut step = self.step(&shard);
+            let mut st = shard.state.lock();
+            step.expire_due(&mut st, now);
+            let availability = match &st.cached {
+                Some(cached) if cached.version == st.version => cached.clone(),
+                _ => {
+                    let fresh = Availability {
+                        version: st.version,
+                        available_count: st.bitmap.count_available() as u32,
+                        bitmap: Bytes::from(st.bitmap.to_bytes()),
+                    };
+                    st.cached = Some(fresh.clone());
+                    fresh
+                }
+            };
+            (availability, step.last_seq)
+        };
+        self.durable(seq).await?;
+        Ok(availability)
+    }
+
+    async fn seat_counts(&self, event: EventId) -> Result<SeatCounts> {
+        let shard = self.shard(event)?;
+        let st = shard.state.lock();
+        Ok(SeatCounts {
+            available: st.bitmap.count_available() as u32,
+            held: st.held_seats,
+            sold: st.sold_seats,
+        })
+    }
+
+    async fn user_seat_count(&self, event: EventId, user: &UserId) -> Result<u32> {
+        let shard = self.shard(event)?;
+        let st = shard.state.lock();
+        Ok(st.per_user.get(user).copied().unwrap_or(0))
+    }
+
+    async fn expire_due(&self) -> Result<u32> {
+        let now = self.clock.now_ms();
+        let mut total = 0;
+        let mut last_seq = None;
+        for shard in self.all_shards() {
+            let mut step = self.step(&shard);
+            let mut st = shard.state.lock();
+            total += step.expire_due(&mut st, now);
+            last_seq = last_seq.max(step.last_seq);
+        }
+        self.durable(last_seq).await?;
+        Ok(total)
+    }
+
+    async fn stale_pins(&self) -> Result<Vec<StalePin>> {
+        let now = self.clock.now_ms();
+        let mut stale = Vec::new();
+        for shard in self.all_shards() {
+            let st = shard.state.lock();
+            for (nonce, hold) in &st.holds {
+                if let Some(pin) = hold.pin.as_ref().filter(|p| p.deadline_ms < now) {
+                    stale.push(StalePin {
+                        hold: HoldId { event: shard.event, nonce: *nonce },
+                        attempt: pin.attempt.clone(),
+                    });
+                }
+            }
+        }
+        Ok(stale)
+    }
+
+    async fn flush(&self) -> Result<()> {
+        match &self.journal {
+            Some(journal) => journal.flush().await.map_err(InventoryError::Journal),
+            None => Ok(()),
+        }
+    }
+}
