@@ -133,16 +133,14 @@ struct StoredMap {
 }
 
 fn valid_section_name(name: &str) -> bool {
-    (1..=32).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    (1..=32).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 fn tier_table(tiers: &[String]) -> Result<HashMap<&str, u16>, LayoutError> {
     if tiers.is_empty() || tiers.len() > MAX_TIERS_PER_VENUE {
         return Err(LayoutError::BadTiers);
     }
-    let table: HashMap<&str, u16> =
-        tiers.iter().enumerate().map(|(i, t)| (t.as_str(), i as u16)).collect();
+    let table: HashMap<&str, u16> = tiers.iter().enumerate().map(|(i, t)| (t.as_str(), i as u16)).collect();
     if table.len() != tiers.len() || tiers.iter().any(|t| t.is_empty() || t.len() > 32) {
         return Err(LayoutError::BadTiers);
     }
@@ -165,8 +163,7 @@ impl SeatMap {
     /// A map from section shapes. Sections are laid out side by side, left to right, one
     /// unit per seat and row, with a gap of two units between sections.
     pub fn from_sections(tiers: Vec<String>, specs: &[SectionSpec]) -> Result<Self, LayoutError> {
-        let total: u64 =
-            specs.iter().map(|s| u64::from(s.rows) * u64::from(s.seats_per_row)).sum();
+        let total: u64 = specs.iter().map(|s| u64::from(s.rows) * u64::from(s.seats_per_row)).sum();
         if total > MAX_SEATS_PER_VENUE as u64 {
             return Err(LayoutError::TooManySeats(total as usize));
         }
@@ -244,10 +241,7 @@ impl SeatMap {
                 y: spec.y,
             });
         }
-        let sections = names
-            .iter()
-            .map(|n| Section { name: (*n).to_owned(), tier: u16::MAX })
-            .collect();
+        let sections = names.iter().map(|n| Section { name: (*n).to_owned(), tier: u16::MAX }).collect();
         let mut map = SeatMap {
             tiers,
             sections,
@@ -349,12 +343,7 @@ impl SeatMap {
     /// nearest the stage first, placed so that it never leaves a single seat stranded
     /// between taken seats; failing that, the best available seat of a section and the
     /// seats nearest it. `None` when the section (or the map) lacks `count` seats.
-    pub fn best_available(
-        &self,
-        available: &Bitmap,
-        count: u32,
-        section: Option<u16>,
-    ) -> Option<Vec<u32>> {
+    pub fn best_available(&self, available: &Bitmap, count: u32, section: Option<u16>) -> Option<Vec<u32>> {
         let count = count as usize;
         if count == 0 {
             return None;
@@ -380,8 +369,7 @@ impl SeatMap {
             let mut end = start + 1;
             while end < seats.len()
                 && available.is_available(seats[end])
-                && self.seats[seats[end] as usize].number
-                    == self.seats[seats[end - 1] as usize].number + 1
+                && self.seats[seats[end] as usize].number == self.seats[seats[end - 1] as usize].number + 1
             {
                 end += 1;
             }
@@ -396,25 +384,18 @@ impl SeatMap {
         None
     }
 
-    fn nearest_in_section(
-        &self,
-        available: &Bitmap,
-        count: usize,
-        section: Option<u16>,
-    ) -> Option<Vec<u32>> {
+    fn nearest_in_section(&self, available: &Bitmap, count: usize, section: Option<u16>) -> Option<Vec<u32>> {
         let mut per_section = vec![0usize; self.sections.len()];
         for i in available.iter_available() {
             per_section[self.seats[i as usize].section as usize] += 1;
         }
         // The first available seat in quality order of a section that can fit the group.
-        let anchor = self.rows.iter().filter(|r| section.is_none_or(|s| s == r.section)).find_map(
-            |row| {
-                if per_section[row.section as usize] < count {
-                    return None;
-                }
-                row.seats.iter().copied().find(|&s| available.is_available(s))
-            },
-        )?;
+        let anchor = self.rows.iter().filter(|r| section.is_none_or(|s| s == r.section)).find_map(|row| {
+            if per_section[row.section as usize] < count {
+                return None;
+            }
+            row.seats.iter().copied().find(|&s| available.is_available(s))
+        })?;
         let home = self.seats[anchor as usize];
         let mut candidates: Vec<(f32, u32)> = available
             .iter_available()
@@ -434,11 +415,7 @@ impl Serialize for SeatMap {
         StoredMap {
             tiers: self.tiers.clone(),
             sections: self.sections.iter().map(|s| s.name.clone()).collect(),
-            seats: self
-                .seats
-                .iter()
-                .map(|s| (s.section, s.tier, s.row, s.number, s.x, s.y))
-                .collect(),
+            seats: self.seats.iter().map(|s| (s.section, s.tier, s.row, s.number, s.x, s.y)).collect(),
         }
         .serialize(s)
     }
@@ -460,14 +437,7 @@ impl<'de> Deserialize<'de> for SeatMap {
                     .tiers
                     .get(tier as usize)
                     .ok_or_else(|| D::Error::custom("seat names an unknown tier"))?;
-                Ok(SeatSpec {
-                    section: (*section).to_owned(),
-                    row,
-                    number,
-                    x,
-                    y,
-                    tier: Some(tier.clone()),
-                })
+                Ok(SeatSpec { section: (*section).to_owned(), row, number, x, y, tier: Some(tier.clone()) })
             })
             .collect::<Result<_, D::Error>>()?;
         SeatMap::build(stored.tiers.clone(), &names, &specs).map_err(D::Error::custom)
@@ -534,22 +504,12 @@ mod tests {
             SeatMap::from_sections(vec!["a".into(), "a".into()], &[section("A", 1, 1, None)]),
             Err(LayoutError::BadTiers)
         );
-        let seat = |row, number| SeatSpec {
-            section: "A".into(),
-            row,
-            number,
-            x: 0.0,
-            y: 0.0,
-            tier: None,
-        };
+        let seat = |row, number| SeatSpec { section: "A".into(), row, number, x: 0.0, y: 0.0, tier: None };
         assert!(matches!(
             SeatMap::from_seats(t(), &[seat(1, 1), seat(1, 1)]),
             Err(LayoutError::DuplicateSeat(l)) if l == "A-1-1"
         ));
-        assert!(matches!(
-            SeatMap::from_seats(t(), &[seat(0, 1)]),
-            Err(LayoutError::BadSeatNumber(_))
-        ));
+        assert!(matches!(SeatMap::from_seats(t(), &[seat(0, 1)]), Err(LayoutError::BadSeatNumber(_))));
     }
 
     #[test]

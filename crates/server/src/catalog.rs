@@ -1,0 +1,78 @@
+//! The in-process catalog cache: each event's record, seat map, per-tier prices and its
+//! rendered detail and seat-geometry documents, loaded once from the store. Events change
+//! only through this process's admin routes, which invalidate their entry.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use boxoffice_core::{EventId, Money, SeatMap};
+use boxoffice_store::{Event, Store, StoreError};
+use bytes::Bytes;
+use parking_lot::RwLock;
+
+use crate::error::ApiError;
+use crate::http::dto;
+
+pub struct EventEntry {
+    pub event: Event,
+    pub map: Arc<SeatMap>,
+    /// Price of each tier, by tier index of the map.
+    pub tier_prices: Vec<Money>,
+    /// `GET /v1/events/{id}` body and its ETag.
+    pub detail: (Bytes, String),
+    seats: OnceLock<(Bytes, String)>,
+}
+
+impl EventEntry {
+    pub fn new(event: Event, map: Arc<SeatMap>) -> Result<Self, StoreError> {
+        let tier_prices = map
+            .tiers()
+            .iter()
+            .map(|tier| {
+                event.prices.iter().find(|(t, _)| t == tier).map(|(_, m)| *m).ok_or_else(|| {
+                    StoreError::Corrupt(format!("event {} has no price for tier {tier}", event.id))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let body = serde_json::to_vec(&dto::EventDetail::from(&event)).expect("event details serialize");
+        let etag = format!("\"{}-{}\"", event.id, event.updated_at);
+        Ok(EventEntry { event, map, tier_prices, detail: (Bytes::from(body), etag), seats: OnceLock::new() })
+    }
+
+    pub fn price_of(&self, seat: u32) -> Money {
+        self.tier_prices[self.map.seat(seat).tier as usize]
+    }
+
+    /// `GET /v1/events/{id}/seats` body (rendered once: the geometry never changes).
+    pub fn seats_document(&self) -> &(Bytes, String) {
+        self.seats.get_or_init(|| {
+            let body =
+                serde_json::to_vec(&dto::SeatsDocument::new(&self.map)).expect("seat documents serialize");
+            (Bytes::from(body), format!("\"seats-{}\"", self.event.id))
+        })
+    }
+}
+
+#[derive(Default)]
+pub struct Catalog {
+    events: RwLock<HashMap<EventId, Arc<EventEntry>>>,
+}
+
+impl Catalog {
+    pub async fn event(&self, store: &dyn Store, id: EventId) -> Result<Arc<EventEntry>, ApiError> {
+        if let Some(entry) = self.events.read().get(&id) {
+            return Ok(entry.clone());
+        }
+        let event = match store.event(id).await {
+            Err(StoreError::NotFound) => return Err(ApiError::not_found("event")),
+            other => other?,
+        };
+        let map = store.event_seat_map(id).await?;
+        let entry = Arc::new(EventEntry::new(event, map)?);
+        Ok(self.events.write().entry(id).or_insert(entry).clone())
+    }
+
+    pub fn invalidate(&self, id: EventId) {
+        self.events.write().remove(&id);
+    }
+}

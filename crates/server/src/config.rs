@@ -1,0 +1,124 @@
+//! Configuration: one `Config`, from flags or `BOXOFFICE_*` environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use boxoffice_core::Limits;
+use boxoffice_engine::journal::SyncMode;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port (printed at start-up).
+    #[arg(long, env = "BOXOFFICE_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Directory for the database, hold journal, secrets and mail.
+    #[arg(long, env = "BOXOFFICE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Seed demo venues and events (once) and turn on --dev-auth.
+    #[arg(long, env = "BOXOFFICE_DEMO")]
+    pub demo: bool,
+    /// Let anyone mint tokens at POST /v1/auth/token. For demos and tests only.
+    #[arg(long, env = "BOXOFFICE_DEV_AUTH")]
+    pub dev_auth: bool,
+    /// Hold lifetime in whole seconds.
+    #[arg(long, env = "BOXOFFICE_HOLD_TTL", default_value_t = Limits::DEFAULT_HOLD_TTL_MS / 1000,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub hold_ttl: u64,
+    /// Seats one hold may contain.
+    #[arg(long, env = "BOXOFFICE_MAX_SEATS_PER_HOLD", default_value_t = Limits::DEFAULT_MAX_SEATS_PER_HOLD,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_seats_per_hold: u32,
+    /// Seats one user may have per event, held plus bought.
+    #[arg(long, env = "BOXOFFICE_MAX_SEATS_PER_USER", default_value_t = Limits::DEFAULT_MAX_SEATS_PER_USER_PER_EVENT,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_seats_per_user: u32,
+    /// HS256 secret for tokens; when absent one is generated and kept in the data dir.
+    #[arg(long, env = "BOXOFFICE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// When a hold is answered: after `fsync` of its journal record (survives power loss)
+    /// or after `write` (survives a killed process).
+    #[arg(long, env = "BOXOFFICE_JOURNAL_SYNC", default_value = "fsync", value_parser = ["fsync", "write"])]
+    pub journal_sync: String,
+    /// Simulated gateway latency: `MS` or `MIN-MAX` milliseconds.
+    #[arg(long, env = "BOXOFFICE_PAYMENT_LATENCY_MS", default_value = "200-500", value_parser = parse_latency)]
+    pub payment_latency_ms: (u64, u64),
+    /// Share of `tok_random` payments the simulated gateway declines.
+    #[arg(long, env = "BOXOFFICE_PAYMENT_FAILURE_RATE", default_value_t = 0.03, value_parser = parse_rate)]
+    pub payment_failure_rate: f64,
+    /// Seconds a gateway call may take before the checkout gives up on it.
+    #[arg(long, env = "BOXOFFICE_PAYMENT_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=120))]
+    pub payment_timeout: u64,
+    /// Log filter (tracing `EnvFilter` syntax).
+    #[arg(long, env = "BOXOFFICE_LOG", default_value = "info")]
+    pub log: String,
+}
+
+fn parse_latency(s: &str) -> Result<(u64, u64), String> {
+    let parse = |p: &str| p.trim().parse::<u64>().map_err(|_| format!("{p:?} is not a whole number of ms"));
+    let (min, max) = match s.split_once('-') {
+        Some((a, b)) => (parse(a)?, parse(b)?),
+        None => {
+            let v = parse(s)?;
+            (v, v)
+        }
+    };
+    if min > max || max > 60_000 {
+        return Err("latency must be MIN-MAX with MIN <= MAX <= 60000".into());
+    }
+    Ok((min, max))
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let rate: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if !(0.0..=1.0).contains(&rate) {
+        return Err("the failure rate is between 0 and 1".into());
+    }
+    Ok(rate)
+}
+
+impl Config {
+    /// A config for tests: port 0, the given data dir, dev auth, no payment latency.
+    pub fn for_tests(data_dir: PathBuf) -> Self {
+        Config {
+            addr: "127.0.0.1:0".parse().expect("a literal address"),
+            data_dir,
+            demo: false,
+            dev_auth: true,
+            hold_ttl: Limits::DEFAULT_HOLD_TTL_MS / 1000,
+            max_seats_per_hold: Limits::DEFAULT_MAX_SEATS_PER_HOLD,
+            max_seats_per_user: Limits::DEFAULT_MAX_SEATS_PER_USER_PER_EVENT,
+            jwt_secret: None,
+            journal_sync: "fsync".into(),
+            payment_latency_ms: (0, 0),
+            payment_failure_rate: 0.03,
+            payment_timeout: 10,
+            log: "warn".into(),
+        }
+    }
+
+    pub fn dev_auth_enabled(&self) -> bool {
+        self.dev_auth || self.demo
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_seats_per_hold: self.max_seats_per_hold,
+            max_seats_per_user_per_event: self.max_seats_per_user,
+            hold_ttl_ms: self.hold_ttl * 1000,
+        }
+    }
+
+    pub fn sync_mode(&self) -> SyncMode {
+        if self.journal_sync == "write" { SyncMode::Write } else { SyncMode::Fsync }
+    }
+
+    /// The configuration as logged at start-up, secrets redacted.
+    pub fn redacted(&self) -> String {
+        let mut shown = self.clone();
+        if shown.jwt_secret.is_some() {
+            shown.jwt_secret = Some("<redacted>".into());
+        }
+        format!("{shown:?}")
+    }
+}

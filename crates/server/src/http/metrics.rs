@@ -1,0 +1,56 @@
+//! `/metrics` in Prometheus format, and the per-route latency histogram.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+const LATENCY_BUCKETS_SECONDS: &[f64] =
+    &[0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+/// The process-wide recorder (installed once, shared by every app in the process).
+pub fn handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS_SECONDS)
+                .expect("bucket list is not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may exist (a test harness); then ours only renders.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    metrics::describe_counter!("boxoffice_holds_total", "Hold requests by outcome");
+    metrics::describe_counter!("boxoffice_hold_conflicts_total", "Holds refused because seats were taken");
+    metrics::describe_counter!("boxoffice_holds_expired_total", "Holds expired");
+    metrics::describe_counter!("boxoffice_holds_released_total", "Holds released by their owner");
+    metrics::describe_counter!("boxoffice_confirms_total", "Orders confirmed");
+    metrics::describe_counter!("boxoffice_checkouts_total", "Checkouts by outcome");
+    metrics::describe_counter!("boxoffice_reconciled_total", "Repairs made by the reconciler");
+    metrics::describe_histogram!("boxoffice_http_request_duration_seconds", "HTTP request latency by route");
+}
+
+pub async fn track(request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    metrics::histogram!(
+        "boxoffice_http_request_duration_seconds",
+        "method" => method,
+        "route" => route,
+        "status" => response.status().as_u16().to_string(),
+    )
+    .record(start.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,113 @@
+//! The HTTP API: one module per resource, each exposing `router()`; this module joins
+//! them, adds the cross-cutting layers (readiness, metrics, body limit, JSON errors for
+//! the framework's own rejections) and serves the OpenAPI document built from the same
+//! routes.
+
+pub mod auth;
+pub mod availability;
+pub mod dto;
+pub mod events;
+pub mod health;
+pub mod holds;
+pub mod idempotency;
+pub mod metrics;
+pub mod orders;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::MAX_BODY_BYTES;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "boxoffice", description = "Named-seat ticketing: catalog, holds, checkout, orders, live availability."),
+    components(schemas(dto::ErrorBody)),
+    modifiers(&BearerAuth),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
+            ),
+        );
+    }
+}
+
+/// The OpenAPI document and the routes it describes, from one definition.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(health::router())
+        .merge(auth::router())
+        .merge(events::router())
+        .merge(availability::router())
+        .merge(holds::router())
+        .merge(orders::router())
+        .split_for_parts()
+}
+
+pub fn router(state: AppState) -> Router {
+    let (routes, openapi) = api();
+    let openapi = serde_json::to_vec(&openapi).expect("the OpenAPI document serializes");
+    routes
+        .route(
+            "/openapi.json",
+            get(move || async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi) }),
+        )
+        .route_layer(middleware::from_fn(metrics::track))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                "method not allowed on this route",
+            )
+        })
+        .layer(middleware::from_fn_with_state(state.clone(), not_ready_yet))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Until recovery has finished, the API answers 503 (health and docs still answer).
+async fn not_ready_yet(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if !state.is_ready() && request.uri().path().starts_with("/v1/") {
+        return ApiError::unavailable("NOT_READY", "the server is starting up").into_response();
+    }
+    next.run(request).await
+}
+
+/// Parses a `limit` query parameter: 1-100, default 20.
+pub fn page_limit(limit: Option<&str>) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(20),
+        Some(raw) => match raw.parse::<u32>() {
+            Ok(n) if (1..=100).contains(&n) => Ok(n),
+            _ => Err(ApiError::invalid("limit must be a whole number from 1 to 100")),
+        },
+    }
+}
+
+/// A plausible e-mail address: bounded, one `@`, something on both sides.
+pub fn validate_email(email: &str) -> Result<(), ApiError> {
+    let ok = email.len() <= 254
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.contains('@')
+        })
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok { Ok(()) } else { Err(ApiError::invalid("email is not a valid address")) }
+}

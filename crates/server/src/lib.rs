@@ -1,0 +1,203 @@
+//! The boxoffice server: configuration, start-up and recovery, the HTTP API and the
+//! background workers.
+//!
+//! Layout: [`config`] (one `Config` from flags and `BOXOFFICE_*`), [`Application`]
+//! (build = open the data dir, store and inventory and bind; run = recover, seed, serve
+//! until shutdown), [`http`] (one module per resource, each with a `router()`),
+//! [`auth`] (JWT), [`catalog`] (in-process event cache), [`checkout`] (hold -> order),
+//! [`payments`] (gateways), [`workers`] (expiry sweeper, pin reconciler, key purge),
+//! [`demo`] (demo data).
+
+pub mod auth;
+pub mod catalog;
+pub mod checkout;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod extract;
+pub mod http;
+pub mod payments;
+pub mod workers;
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use boxoffice_core::Limits;
+use boxoffice_engine::memory::{MemoryConfig, MemoryInventory};
+use boxoffice_engine::{Inventory, SoldSeat, SystemClock};
+use boxoffice_store::{SqliteStore, Store};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+
+/// Shared state of every handler and worker; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub config: Config,
+    pub limits: Limits,
+    pub store: Arc<dyn Store>,
+    pub inventory: Arc<dyn Inventory>,
+    pub memory: Arc<MemoryInventory>,
+    pub catalog: catalog::Catalog,
+    pub auth: auth::Auth,
+    pub gateway: Arc<dyn payments::PaymentGateway>,
+    pub ready: AtomicBool,
+    /// Start-up generation: part of availability ETags and stream ids, so that a client
+    /// never mistakes a version of a previous run for one of this run.
+    pub epoch: u64,
+    pub metrics: PrometheusHandle,
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data dir {dir}: {source}")]
+    DataDir { dir: String, source: std::io::Error },
+    #[error(
+        "another boxoffice server is using data dir {0}; stop it, or use its admin API, or pick another --data-dir"
+    )]
+    Locked(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("store: {0}")]
+    Store(#[from] boxoffice_store::StoreError),
+    #[error("inventory: {0}")]
+    Inventory(#[from] boxoffice_engine::InventoryError),
+}
+
+/// A server bound to its port, not yet serving.
+pub struct Application {
+    state: AppState,
+    listener: TcpListener,
+    _lock: File,
+}
+
+impl Application {
+    /// Opens the data dir (locked against a second server), the store and the inventory,
+    /// and binds the listener.
+    pub async fn build(config: Config) -> Result<Application, StartError> {
+        let dir = config.data_dir.clone();
+        let io = |source| StartError::DataDir { dir: dir.display().to_string(), source };
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let lock = File::create(dir.join("LOCK")).map_err(io)?;
+        if lock.try_lock().is_err() {
+            return Err(StartError::Locked(dir.display().to_string()));
+        }
+        let secret = auth::Auth::load_or_create_secret(config.jwt_secret.as_deref(), &dir).map_err(io)?;
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("boxoffice.db")).await?);
+        let memory = Arc::new(
+            MemoryInventory::open(
+                MemoryConfig {
+                    journal_dir: Some(dir.clone()),
+                    sync: config.sync_mode(),
+                    ..MemoryConfig::default()
+                },
+                Arc::new(SystemClock),
+            )
+            .map_err(io)?,
+        );
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .map_err(|source| StartError::Bind { addr: config.addr, source })?;
+        let gateway =
+            Arc::new(payments::SimulatedGateway::new(config.payment_latency_ms, config.payment_failure_rate));
+        let state = AppState(Arc::new(Shared {
+            limits: config.limits(),
+            store,
+            inventory: memory.clone(),
+            memory,
+            catalog: catalog::Catalog::default(),
+            auth: auth::Auth::new(&secret),
+            gateway,
+            ready: AtomicBool::new(false),
+            epoch: boxoffice_engine::Clock::now_ms(&SystemClock),
+            metrics: http::metrics::handle(),
+            config,
+        }));
+        Ok(Application { state, listener, _lock: lock })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Recovers, seeds the demo if asked, then serves until `shutdown` completes; in-flight
+    /// requests finish and the journal is flushed before it returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let state = self.state.clone();
+        let app = http::router(state.clone());
+        let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
+        let startup = tokio::spawn(start_up(state.clone(), workers_stopped));
+        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        let _ = stop_workers.send(true);
+        startup.abort();
+        if let Err(e) = state.memory.flush().await {
+            tracing::error!(error = %e, "journal flush at shutdown failed");
+        }
+        state.memory.close();
+        tracing::info!("stopped");
+        served
+    }
+}
+
+/// Loads every event into the inventory (sold seats from the store, holds from the
+/// journal), seeds the demo, commits recovery, starts the workers, then says ready.
+async fn start_up(state: AppState, stop: tokio::sync::watch::Receiver<bool>) {
+    let result: Result<(), StartError> = async {
+        for id in state.store.all_event_ids().await? {
+            load_event(&state, id).await?;
+        }
+        if state.config.demo {
+            demo::seed(&state).await?;
+        }
+        state.memory.commit_recovery().await?;
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            workers::spawn_all(state.clone(), stop);
+            state.ready.store(true, Ordering::Release);
+            tracing::info!("ready");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "start-up failed; the server stays not ready");
+        }
+    }
+}
+
+/// Makes an event known to the inventory with its sold seats from the store.
+pub async fn load_event(state: &AppState, id: boxoffice_core::EventId) -> Result<(), StartError> {
+    let map = state.store.event_seat_map(id).await?;
+    let sold = state
+        .store
+        .sold_seats(id)
+        .await?
+        .into_iter()
+        .map(|s| SoldSeat { seat_index: s.seat_index, user: s.user })
+        .collect();
+    state.inventory.load_event(id, map, sold).await?;
+    Ok(())
+}

@@ -1,0 +1,1038 @@
+//! The SQLite backend of [`Store`]: one database file in WAL mode with `synchronous=FULL`,
+//! so that an order is on disk before the buyer hears about it.
+//!
+//! SQLite allows one writer at a time, and a deferred transaction that reads before it
+//! writes fails with `SQLITE_BUSY` instead of waiting when another connection wrote in
+//! between. So every write goes through a pool of exactly one connection and every write
+//! transaction starts with `BEGIN IMMEDIATE`: writers of this process queue in the pool
+//! rather than in SQLite, and writers of other processes are waited for by the busy
+//! timeout. Reads use a separate pool of a few `query_only` connections, which WAL lets run
+//! beside the writer.
+//!
+//! Seat maps are immutable once stored, and big (a 60,000-seat map is about 2 MB of JSON),
+//! so they are parsed once, off the async threads, and kept in memory per venue and event.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::hash::Hash;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use boxoffice_core::{Currency, EventId, HoldId, Money, OrderId, SeatMap, TicketId, UnixMs, UserId};
+use parking_lot::Mutex;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{FromRow, QueryBuilder, Sqlite};
+
+use crate::{
+    Event, EventFilter, EventStatus, KeyClaim, KeyScope, NewEvent, NewOrder, NewVenue, Order, OrderStatus,
+    Page, Performer, Result, SoldSeat, Store, StoreError, Ticket, TicketStatus, Venue,
+};
+
+/// How long a writer waits for another process holding the write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read connections: enough for concurrent page loads, few enough to keep memory small.
+const READ_CONNECTIONS: u32 = 4;
+
+/// Columns of an event and its venue, as [`EventRow`] reads them. A macro rather than a
+/// const so that `concat!` can complete it into static queries.
+macro_rules! event_select {
+    () => {
+        "SELECT e.id, e.name, e.category, e.starts_at, e.onsale_at, e.status, e.prices, \
+         e.description, e.seat_count, e.created_at, e.updated_at, \
+         v.id AS venue_id, v.name AS venue_name, v.city AS venue_city, v.lat AS venue_lat, \
+         v.lon AS venue_lon, v.address AS venue_address, v.seat_count AS venue_seat_count, \
+         v.tiers AS venue_tiers \
+         FROM events e JOIN venues v ON v.id = e.venue_id"
+    };
+}
+
+/// Columns of an order, as [`OrderRow`] reads them.
+macro_rules! order_select {
+    () => {
+        "SELECT id, event_id, user_id, hold_id, status, email, total_amount, currency, \
+         created_at FROM orders"
+    };
+}
+
+/// The store in one SQLite file. See the module documentation for the concurrency design.
+pub struct SqliteStore {
+    path: PathBuf,
+    /// Exactly one connection: the only way this process writes.
+    writer: SqlitePool,
+    /// `query_only` connections, so that a write sent here by mistake fails loudly instead
+    /// of competing with the writer for the lock.
+    reader: SqlitePool,
+    venue_maps: Mutex<HashMap<u64, Arc<SeatMap>>>,
+    event_maps: Mutex<HashMap<EventId, Arc<SeatMap>>>,
+}
+
+impl fmt::Debug for SqliteStore {
+    // Hand-written: the cached seat maps would print megabytes.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it if missing) the database at `path` and brings its schema up to
+    /// date.
+    pub async fn open(path: &Path) -> Result<SqliteStore> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        // Before the readers connect: they must find the schema and WAL mode in place.
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READ_CONNECTIONS)
+            .connect_with(options.create_if_missing(false).pragma("query_only", "ON"))
+            .await?;
+        Ok(SqliteStore {
+            path: path.to_owned(),
+            writer,
+            reader,
+            venue_maps: Mutex::new(HashMap::new()),
+            event_maps: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The write pool (one connection), for maintenance and tests that need SQL the
+    /// [`Store`] trait does not offer. Writing through it is serialised with the store's
+    /// own writes.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    /// Closes every connection, waiting for them to finish; later calls fail.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    async fn cached_map<K: Copy + Eq + Hash>(
+        &self,
+        cache: &Mutex<HashMap<K, Arc<SeatMap>>>,
+        key: K,
+        sql: &'static str,
+        id: i64,
+    ) -> Result<Arc<SeatMap>> {
+        if let Some(map) = cache.lock().get(&key) {
+            return Ok(map.clone());
+        }
+        // Loaded without holding the lock: two concurrent first loads parse twice, which is
+        // cheaper than making every other map wait behind one parse.
+        let text: String = sqlx::query_scalar(sql)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let map = blocking(move || serde_json::from_str::<SeatMap>(&text))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("seat map {id}: {e}")))?;
+        Ok(cache.lock().entry(key).or_insert_with(|| Arc::new(map)).clone())
+    }
+
+    /// Turns the failed insert of an order row into the error the trait promises.
+    async fn order_insert_error(&self, err: sqlx::Error, hold: &HoldId) -> StoreError {
+        if violates_unique(&err, "orders.hold_id") {
+            let existing: Result<Option<String>, sqlx::Error> =
+                sqlx::query_scalar("SELECT id FROM orders WHERE hold_id = ?")
+                    .bind(hold.to_string())
+                    .fetch_optional(&self.reader)
+                    .await;
+            return match existing {
+                Ok(Some(id)) => match parse_order_id(&id) {
+                    Ok(id) => StoreError::HoldAlreadyOrdered(id),
+                    Err(e) => e,
+                },
+                // Only a concurrent deletion could get here; the original error says most.
+                Ok(None) => StoreError::Database(err),
+                Err(e) => StoreError::Database(e),
+            };
+        }
+        if is_foreign_key_violation(&err) {
+            // The only reference an order row makes is to its event.
+            return StoreError::NotFound;
+        }
+        StoreError::Database(err)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn meta_get(&self, key: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.reader)
+            .await?)
+    }
+
+    async fn meta_set_if_absent(&self, key: &str, value: &str) -> Result<bool> {
+        let done = sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING")
+            .bind(key)
+            .bind(value)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn create_venue(&self, venue: NewVenue) -> Result<Venue> {
+        let map = venue.map.clone();
+        let map_json = blocking(move || serde_json::to_string(&*map))
+            .await
+            .expect("a seat map serializes: its coordinates are checked finite when built");
+        let tiers = venue.map.tiers().to_vec();
+        let tiers_json = serde_json::to_string(&tiers).expect("a list of strings serializes");
+        let seat_count =
+            u32::try_from(venue.map.len()).expect("seat maps are limited far below u32::MAX seats");
+        let done = sqlx::query(
+            "INSERT INTO venues (name, city, city_folded, lat, lon, address, seat_count, tiers, \
+             seat_map) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&venue.name)
+        .bind(&venue.city)
+        .bind(fold(&venue.city))
+        .bind(venue.lat)
+        .bind(venue.lon)
+        .bind(&venue.address)
+        .bind(i64::from(seat_count))
+        .bind(tiers_json)
+        .bind(map_json)
+        .execute(&self.writer)
+        .await?;
+        let id = from_db(done.last_insert_rowid(), "venue id")?;
+        self.venue_maps.lock().insert(id, venue.map);
+        Ok(Venue {
+            id,
+            name: venue.name,
+            city: venue.city,
+            lat: venue.lat,
+            lon: venue.lon,
+            address: venue.address,
+            seat_count,
+            tiers,
+        })
+    }
+
+    async fn venue(&self, id: u64) -> Result<Venue> {
+        let id = lookup_id(id)?;
+        let row: VenueRow = sqlx::query_as(
+            "SELECT id, name, city, lat, lon, address, seat_count, tiers FROM venues WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        row.into_venue()
+    }
+
+    async fn venue_seat_map(&self, id: u64) -> Result<Arc<SeatMap>> {
+        let db_id = lookup_id(id)?;
+        self.cached_map(&self.venue_maps, id, "SELECT seat_map FROM venues WHERE id = ?", db_id).await
+    }
+
+    async fn create_performer(&self, name: &str, genre: Option<&str>) -> Result<Performer> {
+        let done = sqlx::query("INSERT INTO performers (name, genre) VALUES (?, ?)")
+            .bind(name)
+            .bind(genre)
+            .execute(&self.writer)
+            .await?;
+        Ok(Performer {
+            id: from_db(done.last_insert_rowid(), "performer id")?,
+            name: name.to_owned(),
+            genre: genre.map(str::to_owned),
+        })
+    }
+
+    async fn performers(&self, ids: &[u64]) -> Result<Vec<Performer>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let db_ids = ids.iter().map(|&id| lookup_id(id)).collect::<Result<Vec<_>>>()?;
+        let mut query = QueryBuilder::<Sqlite>::new("SELECT id, name, genre FROM performers WHERE id IN (");
+        let mut list = query.separated(", ");
+        for id in dedup(&db_ids) {
+            list.push_bind(id);
+        }
+        query.push(")");
+        let rows: Vec<PerformerRow> = query.build_query_as().fetch_all(&self.reader).await?;
+        let found = rows
+            .into_iter()
+            .map(|row| Ok((row.id, row.into_performer()?)))
+            .collect::<Result<HashMap<_, _>>>()?;
+        db_ids.iter().map(|id| found.get(id).cloned().ok_or(StoreError::NotFound)).collect()
+    }
+
+    async fn create_event(&self, event: NewEvent) -> Result<Event> {
+        let venue_id = lookup_id(event.venue_id)?;
+        let performer_ids =
+            event.performer_ids.iter().map(|&id| lookup_id(id)).collect::<Result<Vec<_>>>()?;
+        // A performer named twice is listed once, at their first place.
+        let performer_ids = dedup(&performer_ids);
+        let prices = serde_json::to_string(&event.prices).expect("prices serialize");
+        let now = now_ms();
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        if !performer_ids.is_empty() {
+            let mut query = QueryBuilder::<Sqlite>::new("SELECT count(*) FROM performers WHERE id IN (");
+            let mut list = query.separated(", ");
+            for &id in &performer_ids {
+                list.push_bind(id);
+            }
+            query.push(")");
+            let known: i64 = query.build_query_scalar().fetch_one(&mut *tx).await?;
+            if usize::try_from(known).ok() != Some(performer_ids.len()) {
+                return Err(StoreError::NotFound);
+            }
+        }
+        // The map is copied inside SQLite: megabytes that need not travel through Rust.
+        let done = sqlx::query(
+            "INSERT INTO events (name, venue_id, category, category_folded, starts_at, \
+             onsale_at, status, prices, description, seat_count, created_at, updated_at, \
+             seat_map) \
+             SELECT ?, id, ?, ?, ?, ?, 'published', ?, ?, seat_count, ?, ?, seat_map \
+             FROM venues WHERE id = ?",
+        )
+        .bind(&event.name)
+        .bind(&event.category)
+        .bind(fold(&event.category))
+        .bind(to_db(event.starts_at, "starts_at")?)
+        .bind(to_db(event.onsale_at, "onsale_at")?)
+        .bind(prices)
+        .bind(&event.description)
+        .bind(now)
+        .bind(now)
+        .bind(venue_id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let event_id = done.last_insert_rowid();
+        for (position, &performer) in performer_ids.iter().enumerate() {
+            sqlx::query("INSERT INTO event_performers (event_id, performer_id, position) VALUES (?, ?, ?)")
+                .bind(event_id)
+                .bind(performer)
+                .bind(i64::try_from(position).expect("a performer list fits in memory"))
+                .execute(&mut *tx)
+                .await?;
+        }
+        let created = load_event(&mut tx, event_id).await?;
+        tx.commit().await?;
+        // The event's map is a copy of the venue's, so a parsed venue map serves as is.
+        if let Some(map) = self.venue_maps.lock().get(&event.venue_id).cloned() {
+            self.event_maps.lock().insert(created.id, map);
+        }
+        Ok(created)
+    }
+
+    async fn event(&self, id: EventId) -> Result<Event> {
+        let id = lookup_id(id.0)?;
+        let mut conn = self.reader.acquire().await?;
+        load_event(&mut conn, id).await
+    }
+
+    async fn event_seat_map(&self, id: EventId) -> Result<Arc<SeatMap>> {
+        let db_id = lookup_id(id.0)?;
+        self.cached_map(&self.event_maps, id, "SELECT seat_map FROM events WHERE id = ?", db_id).await
+    }
+
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<Page<Event>> {
+        // A page of nothing would have no last item to continue from.
+        let limit = limit.max(1);
+        let after = cursor.map(EventCursor::parse).transpose()?;
+        let mut query = QueryBuilder::<Sqlite>::new(concat!(event_select!(), " WHERE 1 = 1"));
+        if let Some(city) = &filter.city {
+            query.push(" AND v.city_folded = ").push_bind(fold(city));
+        }
+        if let Some(category) = &filter.category {
+            query.push(" AND e.category_folded = ").push_bind(fold(category));
+        }
+        if let Some(from) = filter.from {
+            query.push(" AND e.starts_at >= ").push_bind(saturating_db(from));
+        }
+        if let Some(to) = filter.to {
+            query.push(" AND e.starts_at < ").push_bind(saturating_db(to));
+        }
+        if let Some(after) = after {
+            query
+                .push(" AND (e.starts_at, e.id) > (")
+                .push_bind(after.starts_at)
+                .push(", ")
+                .push_bind(after.id)
+                .push(")");
+        }
+        // One row more than asked tells whether another page exists.
+        query.push(" ORDER BY e.starts_at, e.id LIMIT ").push_bind(i64::from(limit) + 1);
+        let mut conn = self.reader.acquire().await?;
+        let mut rows: Vec<EventRow> = query.build_query_as().fetch_all(&mut *conn).await?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next_cursor = match rows.last() {
+            Some(last) if more => Some(EventCursor { starts_at: last.starts_at, id: last.id }.to_string()),
+            _ => None,
+        };
+        let items = events_with_performers(&mut conn, rows).await?;
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn all_event_ids(&self) -> Result<Vec<EventId>> {
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM events ORDER BY id").fetch_all(&self.reader).await?;
+        ids.into_iter().map(|id| Ok(EventId(from_db(id, "event id")?))).collect()
+    }
+
+    async fn create_order(&self, order: NewOrder) -> Result<Order> {
+        let event = to_db(order.event.0, "event id")?;
+        let created_at = to_db(order.created_at, "created_at")?;
+        let hold = order.hold.to_string();
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let inserted = sqlx::query(
+            "INSERT INTO orders (id, event_id, user_id, hold_id, status, email, total_amount, \
+             currency, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(order.id.as_str())
+        .bind(event)
+        .bind(order.user.as_str())
+        .bind(&hold)
+        .bind(order_status_str(OrderStatus::Confirmed))
+        .bind(&order.email)
+        .bind(order.total.amount)
+        .bind(order.total.currency.as_str())
+        .bind(created_at)
+        .execute(&mut *tx)
+        .await;
+        if let Err(err) = inserted {
+            tx.rollback().await?;
+            return Err(self.order_insert_error(err, &order.hold).await);
+        }
+        for ticket in &order.tickets {
+            // One statement per ticket: when the unique index fires, the seat is known.
+            let inserted = sqlx::query(
+                "INSERT INTO tickets (id, order_id, event_id, seat_index, seat_label, \
+                 price_amount, currency, user_id, status, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(ticket.id.as_str())
+            .bind(order.id.as_str())
+            .bind(event)
+            .bind(i64::from(ticket.seat_index))
+            .bind(&ticket.seat_label)
+            .bind(ticket.price.amount)
+            .bind(ticket.price.currency.as_str())
+            .bind(order.user.as_str())
+            .bind(ticket_status_str(TicketStatus::Valid))
+            .bind(created_at)
+            .execute(&mut *tx)
+            .await;
+            if let Err(err) = inserted {
+                tx.rollback().await?;
+                if violates_unique(&err, "tickets.seat_index") {
+                    return Err(StoreError::SeatAlreadySold {
+                        event: order.event,
+                        seat_index: ticket.seat_index,
+                    });
+                }
+                return Err(err.into());
+            }
+        }
+        tx.commit().await?;
+        let mut tickets: Vec<Ticket> = order
+            .tickets
+            .into_iter()
+            .map(|t| Ticket {
+                id: t.id,
+                order_id: order.id.clone(),
+                event: order.event,
+                seat_index: t.seat_index,
+                seat_label: t.seat_label,
+                price: t.price,
+                status: TicketStatus::Valid,
+            })
+            .collect();
+        sort_tickets(&mut tickets);
+        Ok(Order {
+            id: order.id,
+            event: order.event,
+            user: order.user,
+            hold: order.hold,
+            status: OrderStatus::Confirmed,
+            email: order.email,
+            total: order.total,
+            tickets,
+            created_at: order.created_at,
+        })
+    }
+
+    async fn order(&self, id: &OrderId) -> Result<Order> {
+        let mut conn = self.reader.acquire().await?;
+        let row: OrderRow = sqlx::query_as(concat!(order_select!(), " WHERE id = ?"))
+            .bind(id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let mut orders = orders_with_tickets(&mut conn, vec![row]).await?;
+        Ok(orders.pop().expect("one row in, one order out"))
+    }
+
+    async fn order_for_hold(&self, hold: &HoldId) -> Result<Option<Order>> {
+        let mut conn = self.reader.acquire().await?;
+        let row: Option<OrderRow> = sqlx::query_as(concat!(order_select!(), " WHERE hold_id = ?"))
+            .bind(hold.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
+        match row {
+            None => Ok(None),
+            Some(row) => Ok(orders_with_tickets(&mut conn, vec![row]).await?.pop()),
+        }
+    }
+
+    async fn orders_of_user(&self, user: &UserId, limit: u32, cursor: Option<&str>) -> Result<Page<Order>> {
+        let limit = limit.max(1);
+        let before = cursor.map(OrderCursor::parse).transpose()?;
+        let mut query = QueryBuilder::<Sqlite>::new(concat!(order_select!(), " WHERE user_id = "));
+        query.push_bind(user.as_str());
+        if let Some(before) = before {
+            query
+                .push(" AND (created_at, id) < (")
+                .push_bind(before.created_at)
+                .push(", ")
+                .push_bind(before.id)
+                .push(")");
+        }
+        query.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(i64::from(limit) + 1);
+        let mut conn = self.reader.acquire().await?;
+        let mut rows: Vec<OrderRow> = query.build_query_as().fetch_all(&mut *conn).await?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next_cursor = match rows.last() {
+            Some(last) if more => {
+                Some(OrderCursor { created_at: last.created_at, id: last.id.clone() }.to_string())
+            }
+            _ => None,
+        };
+        let items = orders_with_tickets(&mut conn, rows).await?;
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn sold_seats(&self, event: EventId) -> Result<Vec<SoldSeat>> {
+        let event = lookup_id(event.0)?;
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT seat_index, user_id FROM tickets \
+             WHERE event_id = ? AND status IN ('valid', 'scanned') ORDER BY seat_index",
+        )
+        .bind(event)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter()
+            .map(|(seat, user)| Ok(SoldSeat { seat_index: seat_index(seat)?, user: parse_user(&user)? }))
+            .collect()
+    }
+
+    async fn claim_key(&self, scope: KeyScope<'_>, body_sha256: [u8; 32], now: UnixMs) -> Result<KeyClaim> {
+        let now = to_db(now, "now")?;
+        // IMMEDIATE: the insert-or-read below must see no other writer in between.
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency_keys (user_id, route, key, body_sha256, state, created_at) \
+             VALUES (?, ?, ?, ?, 'in_progress', ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(scope.user.as_str())
+        .bind(scope.route)
+        .bind(scope.key)
+        .bind(&body_sha256[..])
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let claim = if inserted.rows_affected() == 1 {
+            KeyClaim::Claimed
+        } else {
+            let row: KeyRow = sqlx::query_as(
+                "SELECT body_sha256, state, status, body FROM idempotency_keys \
+                 WHERE user_id = ? AND route = ? AND key = ?",
+            )
+            .bind(scope.user.as_str())
+            .bind(scope.route)
+            .bind(scope.key)
+            .fetch_one(&mut *tx)
+            .await?;
+            row.into_claim(&body_sha256)?
+        };
+        tx.commit().await?;
+        Ok(claim)
+    }
+
+    async fn finish_key(&self, scope: KeyScope<'_>, status: u16, body: &[u8]) -> Result<()> {
+        // Only an in-progress key: a final answer once stored is never replaced.
+        let done = sqlx::query(
+            "UPDATE idempotency_keys SET state = 'done', status = ?, body = ? \
+             WHERE user_id = ? AND route = ? AND key = ? AND state = 'in_progress'",
+        )
+        .bind(i64::from(status))
+        .bind(body)
+        .bind(scope.user.as_str())
+        .bind(scope.route)
+        .bind(scope.key)
+        .execute(&self.writer)
+        .await?;
+        if done.rows_affected() == 0 {
+            // The answer has been given already; only its replay is lost (the key was
+            // purged or released meanwhile), which is not worth failing the request for.
+            tracing::warn!(
+                user = %scope.user, route = scope.route, key = scope.key,
+                "idempotency key finished but no longer in progress; its answer is not stored"
+            );
+        }
+        Ok(())
+    }
+
+    async fn release_key(&self, scope: KeyScope<'_>) -> Result<()> {
+        // Only an in-progress key, for the same reason as in `finish_key`.
+        sqlx::query(
+            "DELETE FROM idempotency_keys \
+             WHERE user_id = ? AND route = ? AND key = ? AND state = 'in_progress'",
+        )
+        .bind(scope.user.as_str())
+        .bind(scope.route)
+        .bind(scope.key)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn purge_keys(&self, before: UnixMs) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
+            .bind(saturating_db(before))
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+// --- rows and their conversion into domain values ---
+
+#[derive(FromRow)]
+struct VenueRow {
+    id: i64,
+    name: String,
+    city: String,
+    lat: f64,
+    lon: f64,
+    address: Option<String>,
+    seat_count: i64,
+    tiers: String,
+}
+
+impl VenueRow {
+    fn into_venue(self) -> Result<Venue> {
+        Ok(Venue {
+            id: from_db(self.id, "venue id")?,
+            name: self.name,
+            city: self.city,
+            lat: self.lat,
+            lon: self.lon,
+            address: self.address,
+            seat_count: seat_count(self.seat_count)?,
+            tiers: serde_json::from_str(&self.tiers)
+                .map_err(|e| corrupt(format!("tiers of venue {}: {e}", self.id)))?,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct PerformerRow {
+    id: i64,
+    name: String,
+    genre: Option<String>,
+}
+
+impl PerformerRow {
+    fn into_performer(self) -> Result<Performer> {
+        Ok(Performer { id: from_db(self.id, "performer id")?, name: self.name, genre: self.genre })
+    }
+}
+
+#[derive(FromRow)]
+struct EventRow {
+    id: i64,
+    name: String,
+    category: String,
+    starts_at: i64,
+    onsale_at: i64,
+    status: String,
+    prices: String,
+    description: Option<String>,
+    seat_count: i64,
+    created_at: i64,
+    updated_at: i64,
+    venue_id: i64,
+    venue_name: String,
+    venue_city: String,
+    venue_lat: f64,
+    venue_lon: f64,
+    venue_address: Option<String>,
+    venue_seat_count: i64,
+    venue_tiers: String,
+}
+
+impl EventRow {
+    fn into_event(self, performers: Vec<Performer>) -> Result<Event> {
+        let venue = VenueRow {
+            id: self.venue_id,
+            name: self.venue_name,
+            city: self.venue_city,
+            lat: self.venue_lat,
+            lon: self.venue_lon,
+            address: self.venue_address,
+            seat_count: self.venue_seat_count,
+            tiers: self.venue_tiers,
+        }
+        .into_venue()?;
+        Ok(Event {
+            id: EventId(from_db(self.id, "event id")?),
+            name: self.name,
+            venue,
+            performers,
+            category: self.category,
+            starts_at: from_db(self.starts_at, "starts_at")?,
+            onsale_at: from_db(self.onsale_at, "onsale_at")?,
+            status: match self.status.as_str() {
+                "published" => EventStatus::Published,
+                "cancelled" => EventStatus::Cancelled,
+                other => return Err(corrupt(format!("event status {other:?}"))),
+            },
+            prices: serde_json::from_str(&self.prices)
+                .map_err(|e| corrupt(format!("prices of event {}: {e}", self.id)))?,
+            description: self.description,
+            seat_count: seat_count(self.seat_count)?,
+            created_at: from_db(self.created_at, "created_at")?,
+            updated_at: from_db(self.updated_at, "updated_at")?,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct OrderRow {
+    id: String,
+    event_id: i64,
+    user_id: String,
+    hold_id: String,
+    status: String,
+    email: Option<String>,
+    total_amount: i64,
+    currency: String,
+    created_at: i64,
+}
+
+impl OrderRow {
+    fn into_order(self, tickets: Vec<Ticket>) -> Result<Order> {
+        Ok(Order {
+            id: parse_order_id(&self.id)?,
+            event: EventId(from_db(self.event_id, "event id")?),
+            user: parse_user(&self.user_id)?,
+            hold: HoldId::parse(&self.hold_id).map_err(|_| corrupt(format!("hold id {:?}", self.hold_id)))?,
+            status: match self.status.as_str() {
+                "confirmed" => OrderStatus::Confirmed,
+                "partially_refunded" => OrderStatus::PartiallyRefunded,
+                "refunded" => OrderStatus::Refunded,
+                other => return Err(corrupt(format!("order status {other:?}"))),
+            },
+            email: self.email,
+            total: Money::new(self.total_amount, parse_currency(&self.currency)?),
+            tickets,
+            created_at: from_db(self.created_at, "created_at")?,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct TicketRow {
+    id: String,
+    order_id: String,
+    event_id: i64,
+    seat_index: i64,
+    seat_label: String,
+    price_amount: i64,
+    currency: String,
+    status: String,
+}
+
+impl TicketRow {
+    fn into_ticket(self) -> Result<Ticket> {
+        Ok(Ticket {
+            id: TicketId::parse(&self.id).map_err(|_| corrupt(format!("ticket id {:?}", self.id)))?,
+            order_id: parse_order_id(&self.order_id)?,
+            event: EventId(from_db(self.event_id, "event id")?),
+            seat_index: seat_index(self.seat_index)?,
+            seat_label: self.seat_label,
+            price: Money::new(self.price_amount, parse_currency(&self.currency)?),
+            status: match self.status.as_str() {
+                "valid" => TicketStatus::Valid,
+                "scanned" => TicketStatus::Scanned,
+                "voided" => TicketStatus::Voided,
+                "transferred" => TicketStatus::Transferred,
+                other => return Err(corrupt(format!("ticket status {other:?}"))),
+            },
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct KeyRow {
+    body_sha256: Vec<u8>,
+    state: String,
+    status: Option<i64>,
+    body: Option<Vec<u8>>,
+}
+
+impl KeyRow {
+    fn into_claim(self, body_sha256: &[u8; 32]) -> Result<KeyClaim> {
+        if self.body_sha256 != body_sha256[..] {
+            return Ok(KeyClaim::Mismatch);
+        }
+        match self.state.as_str() {
+            "in_progress" => Ok(KeyClaim::InProgress),
+            "done" => {
+                let status = self
+                    .status
+                    .and_then(|s| u16::try_from(s).ok())
+                    .ok_or_else(|| corrupt("finished idempotency key without a valid status"))?;
+                Ok(KeyClaim::Replay { status, body: self.body.unwrap_or_default() })
+            }
+            other => Err(corrupt(format!("idempotency key state {other:?}"))),
+        }
+    }
+}
+
+async fn load_event(conn: &mut SqliteConnection, id: i64) -> Result<Event> {
+    let row: EventRow = sqlx::query_as(concat!(event_select!(), " WHERE e.id = ?"))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    let mut events = events_with_performers(conn, vec![row]).await?;
+    Ok(events.pop().expect("one row in, one event out"))
+}
+
+/// Completes event rows with their performers, in one query for the whole list.
+async fn events_with_performers(conn: &mut SqliteConnection, rows: Vec<EventRow>) -> Result<Vec<Event>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut query = QueryBuilder::<Sqlite>::new(
+        "SELECT ep.event_id, p.id, p.name, p.genre FROM event_performers ep \
+         JOIN performers p ON p.id = ep.performer_id WHERE ep.event_id IN (",
+    );
+    let mut list = query.separated(", ");
+    for row in &rows {
+        list.push_bind(row.id);
+    }
+    query.push(") ORDER BY ep.event_id, ep.position");
+    let found: Vec<(i64, i64, String, Option<String>)> = query.build_query_as().fetch_all(&mut *conn).await?;
+    let mut by_event: HashMap<i64, Vec<Performer>> = HashMap::new();
+    for (event, id, name, genre) in found {
+        let performer = PerformerRow { id, name, genre }.into_performer()?;
+        by_event.entry(event).or_default().push(performer);
+    }
+    rows.into_iter()
+        .map(|row| {
+            let performers = by_event.remove(&row.id).unwrap_or_default();
+            row.into_event(performers)
+        })
+        .collect()
+}
+
+/// Completes order rows with their tickets, in one query for the whole list.
+async fn orders_with_tickets(conn: &mut SqliteConnection, rows: Vec<OrderRow>) -> Result<Vec<Order>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut query = QueryBuilder::<Sqlite>::new(
+        "SELECT id, order_id, event_id, seat_index, seat_label, price_amount, currency, status \
+         FROM tickets WHERE order_id IN (",
+    );
+    let mut list = query.separated(", ");
+    for row in &rows {
+        list.push_bind(row.id.clone());
+    }
+    query.push(")");
+    let found: Vec<TicketRow> = query.build_query_as().fetch_all(&mut *conn).await?;
+    let mut by_order: HashMap<String, Vec<Ticket>> = HashMap::new();
+    for row in found {
+        by_order.entry(row.order_id.clone()).or_default().push(row.into_ticket()?);
+    }
+    rows.into_iter()
+        .map(|row| {
+            let mut tickets = by_order.remove(&row.id).unwrap_or_default();
+            sort_tickets(&mut tickets);
+            row.into_order(tickets)
+        })
+        .collect()
+}
+
+/// Tickets of an order are listed in seat order, however they were inserted.
+fn sort_tickets(tickets: &mut [Ticket]) {
+    tickets.sort_by(|a, b| a.seat_index.cmp(&b.seat_index).then_with(|| a.id.cmp(&b.id)));
+}
+
+// --- cursors ---
+
+/// Position after which the next page of events starts: `"<starts_at>:<id>"`.
+struct EventCursor {
+    starts_at: i64,
+    id: i64,
+}
+
+impl EventCursor {
+    fn parse(s: &str) -> Result<Self> {
+        let (starts_at, id) = s.split_once(':').ok_or(StoreError::BadCursor)?;
+        Ok(EventCursor { starts_at: cursor_int(starts_at)?, id: cursor_int(id)? })
+    }
+}
+
+impl fmt::Display for EventCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.starts_at, self.id)
+    }
+}
+
+/// Position before which the next page of orders (newest first) starts:
+/// `"<created_at>:<order id>"`.
+struct OrderCursor {
+    created_at: i64,
+    id: String,
+}
+
+impl OrderCursor {
+    fn parse(s: &str) -> Result<Self> {
+        let (created_at, id) = s.split_once(':').ok_or(StoreError::BadCursor)?;
+        let id = OrderId::parse(id).map_err(|_| StoreError::BadCursor)?;
+        Ok(OrderCursor { created_at: cursor_int(created_at)?, id: id.as_str().to_owned() })
+    }
+}
+
+impl fmt::Display for OrderCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.created_at, self.id)
+    }
+}
+
+/// A non-negative decimal integer, digits only (`str::parse` would also take a `+`).
+fn cursor_int(s: &str) -> Result<i64> {
+    if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(StoreError::BadCursor);
+    }
+    s.parse().map_err(|_| StoreError::BadCursor)
+}
+
+// --- small conversions ---
+
+fn corrupt(what: impl Into<String>) -> StoreError {
+    StoreError::Corrupt(what.into())
+}
+
+/// An integer from the domain (u64) that must be stored; past `i64::MAX` it cannot be.
+fn to_db(value: u64, what: &str) -> Result<i64> {
+    i64::try_from(value).map_err(|_| {
+        StoreError::Database(sqlx::Error::Encode(
+            format!("{what} {value} exceeds SQLite's integer range").into(),
+        ))
+    })
+}
+
+/// A bound of a range: past `i64::MAX` it means the same as `i64::MAX`.
+fn saturating_db(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// An id to look up: one past `i64::MAX` cannot have been stored.
+fn lookup_id(id: u64) -> Result<i64> {
+    i64::try_from(id).map_err(|_| StoreError::NotFound)
+}
+
+fn from_db(value: i64, what: &str) -> Result<u64> {
+    u64::try_from(value).map_err(|_| corrupt(format!("negative {what}: {value}")))
+}
+
+fn seat_count(value: i64) -> Result<u32> {
+    u32::try_from(value).map_err(|_| corrupt(format!("seat count {value}")))
+}
+
+fn seat_index(value: i64) -> Result<u32> {
+    u32::try_from(value).map_err(|_| corrupt(format!("seat index {value}")))
+}
+
+fn parse_order_id(s: &str) -> Result<OrderId> {
+    OrderId::parse(s).map_err(|_| corrupt(format!("order id {s:?}")))
+}
+
+fn parse_user(s: &str) -> Result<UserId> {
+    UserId::parse(s).map_err(|_| corrupt(format!("user id {s:?}")))
+}
+
+fn parse_currency(s: &str) -> Result<Currency> {
+    Currency::parse(s).ok_or_else(|| corrupt(format!("currency {s:?}")))
+}
+
+fn order_status_str(status: OrderStatus) -> &'static str {
+    match status {
+        OrderStatus::Confirmed => "confirmed",
+        OrderStatus::PartiallyRefunded => "partially_refunded",
+        OrderStatus::Refunded => "refunded",
+    }
+}
+
+fn ticket_status_str(status: TicketStatus) -> &'static str {
+    match status {
+        TicketStatus::Valid => "valid",
+        TicketStatus::Scanned => "scanned",
+        TicketStatus::Voided => "voided",
+        TicketStatus::Transferred => "transferred",
+    }
+}
+
+/// The form of a city or category that filters compare: SQLite's own case folding
+/// (`lower`, `NOCASE`) only knows ASCII.
+fn fold(s: &str) -> String {
+    s.to_lowercase()
+}
+
+/// The distinct values, in order of first appearance.
+fn dedup(values: &[i64]) -> Vec<i64> {
+    let mut seen = HashSet::new();
+    values.iter().copied().filter(|v| seen.insert(*v)).collect()
+}
+
+fn violates_unique(err: &sqlx::Error, column: &str) -> bool {
+    // SQLite names no constraint, only its columns: "UNIQUE constraint failed: t.a, t.b".
+    matches!(err, sqlx::Error::Database(e) if e.is_unique_violation() && e.message().contains(column))
+}
+
+fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(e) if e.is_foreign_key_violation())
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Runs CPU-heavy work (a seat map is megabytes of JSON) off the async worker threads.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => value,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
