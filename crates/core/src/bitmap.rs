@@ -15,7 +15,7 @@ impl Bitmap {
     /// A bitmap of `len` bits, all set (every seat available).
     pub fn all_available(len: usize) -> Self {
         let mut words = vec![u64::MAX; len.div_ceil(64)];
-        if len % 64 != 0 {
+        if !len.is_multiple_of(64) {
             let last = words.last_mut().expect("len % 64 != 0 implies a word");
             *last = (1u64 << (len % 64)) - 1;
         }
@@ -81,7 +81,7 @@ impl Bitmap {
             buf[..chunk.len()].copy_from_slice(chunk);
             words[i] = u64::from_le_bytes(buf);
         }
-        if len % 64 != 0 && words.last().is_some_and(|w| w >> (len % 64) != 0) {
+        if !len.is_multiple_of(64) && words.last().is_some_and(|w| w >> (len % 64) != 0) {
             return None;
         }
         let ones = words.iter().map(|w| w.count_ones() as usize).sum();

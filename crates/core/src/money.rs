@@ -34,8 +34,8 @@ impl Serialize for Currency {
 
 impl<'de> Deserialize<'de> for Currency {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <&str>::deserialize(d).or_else(|_| Err(serde::de::Error::custom("currency")))?;
-        Currency::parse(s)
+        let s = String::deserialize(d)?;
+        Currency::parse(&s)
             .ok_or_else(|| serde::de::Error::custom("currency must be a 3-letter upper-case ISO 4217 code"))
     }
 }

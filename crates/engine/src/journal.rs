@@ -46,13 +46,7 @@ pub enum EndReason {
 /// One journaled change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
-    Hold {
-        hold: HoldId,
-        user: UserId,
-        seats: Vec<u32>,
-        created_ms: UnixMs,
-        expires_ms: UnixMs,
-    },
+    Hold { hold: HoldId, user: UserId, seats: Vec<u32>, created_ms: UnixMs, expires_ms: UnixMs },
     End { hold: HoldId, reason: EndReason },
 }
 
@@ -244,11 +238,8 @@ impl Journal {
                 "hold journal has a torn or corrupt tail; it was ignored"
             );
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(dir.join(NEW_FILE_NAME))?;
+        let file =
+            OpenOptions::new().create(true).write(true).truncate(true).open(dir.join(NEW_FILE_NAME))?;
         let (durable, _) = watch::channel(Durable::default());
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending { buf: Vec::with_capacity(1 << 16), last_seq: 0, closed: false }),

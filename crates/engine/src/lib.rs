@@ -116,8 +116,7 @@ pub struct StalePin {
 pub trait Inventory: Send + Sync + 'static {
     /// Makes an event known, with its sold seats from the order store. Idempotent: an
     /// event already loaded is left as it is.
-    async fn load_event(&self, event: EventId, map: Arc<SeatMap>, sold: Vec<SoldSeat>)
-    -> Result<()>;
+    async fn load_event(&self, event: EventId, map: Arc<SeatMap>, sold: Vec<SoldSeat>) -> Result<()>;
 
     /// Atomic, all-or-nothing hold of the selected seats.
     async fn hold(&self, request: HoldRequest) -> Result<HoldView>;

@@ -16,8 +16,8 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::journal::{EndReason, Journal, JournaledHold, Record, SyncMode};
 use crate::{
-    Availability, Clock, HoldRequest, Inventory, InventoryError, Result, SeatCounts, Selection,
-    SoldSeat, StalePin, SystemClock,
+    Availability, Clock, HoldRequest, Inventory, InventoryError, Result, SeatCounts, Selection, SoldSeat,
+    StalePin, SystemClock,
 };
 
 /// Settings of the embedded inventory.
@@ -164,9 +164,7 @@ impl MemoryInventory {
 
     async fn durable(&self, seq: Option<u64>) -> Result<()> {
         match (&self.journal, seq) {
-            (Some(journal), Some(seq)) => {
-                journal.wait_durable(seq).await.map_err(InventoryError::Journal)
-            }
+            (Some(journal), Some(seq)) => journal.wait_durable(seq).await.map_err(InventoryError::Journal),
             _ => Ok(()),
         }
     }
@@ -270,8 +268,7 @@ impl ShardState {
     fn view(&self, event: EventId, nonce: u128) -> Result<HoldView> {
         let (hold, status) = match (self.holds.get(&nonce), self.ended.get(&nonce)) {
             (Some(live), _) => {
-                let status =
-                    if live.pin.is_some() { HoldStatus::Confirming } else { HoldStatus::Held };
+                let status = if live.pin.is_some() { HoldStatus::Confirming } else { HoldStatus::Held };
                 (live, status)
             }
             (None, Some(ended)) => (&ended.hold, ended.status),
@@ -402,68 +399,70 @@ impl MemoryInventory {
 
 #[async_trait]
 impl Inventory for MemoryInventory {
-    async fn load_event(
-        &self,
-        event: EventId,
-        map: Arc<SeatMap>,
-        sold: Vec<SoldSeat>,
-    ) -> Result<()> {
-        if self.shards.read().contains_key(&event) {
-            return Ok(());
-        }
-        let shard = Arc::new(Shard { event, state: Mutex::new(ShardState::new(&map)), map });
-        let now = self.clock.now_ms();
-        let recovered = self.recovered.lock().remove(&event).unwrap_or_default();
+    async fn load_event(&self, event: EventId, map: Arc<SeatMap>, sold: Vec<SoldSeat>) -> Result<()> {
+        // Loads are serialized by the recovery table's lock: two loads of one event must
+        // not both build a shard, or the recovered holds taken by the one whose shard is
+        // not kept would be lost (though journaled again).
         let seq = {
-            let mut step = self.step(&shard);
-            let mut st = shard.state.lock();
-            for seat in sold {
-                let i = seat.seat_index as usize;
-                if i >= st.seats.len() || st.seats[i] != SeatState::Available {
-                    tracing::error!(%event, seat = i, "order store lists a seat twice or out of range");
-                    continue;
-                }
-                st.seats[i] = SeatState::Sold(seat.user.clone());
-                st.bitmap.set_available(seat.seat_index, false);
-                *st.per_user.entry(seat.user).or_insert(0) += 1;
-                st.sold_seats += 1;
+            let mut recovered_by_event = self.recovered.lock();
+            if self.shards.read().contains_key(&event) {
+                return Ok(());
             }
-            let (mut restored, mut dropped) = (0, 0);
-            for hold in recovered {
-                let free = hold.seats.iter().all(|&s| {
-                    st.seats.get(s as usize).is_some_and(|state| *state == SeatState::Available)
-                });
-                if hold.expires_ms <= now || !free || hold.seats.is_empty() {
-                    // Expired, or its seats were sold by the order it became.
-                    dropped += 1;
-                    continue;
+            let shard = Arc::new(Shard { event, state: Mutex::new(ShardState::new(&map)), map });
+            let now = self.clock.now_ms();
+            let recovered = recovered_by_event.remove(&event).unwrap_or_default();
+            let last_seq = {
+                let mut step = self.step(&shard);
+                let mut st = shard.state.lock();
+                for seat in sold {
+                    let i = seat.seat_index as usize;
+                    if i >= st.seats.len() || st.seats[i] != SeatState::Available {
+                        tracing::error!(%event, seat = i, "order store lists a seat twice or out of range");
+                        continue;
+                    }
+                    st.seats[i] = SeatState::Sold(seat.user.clone());
+                    st.bitmap.set_available(seat.seat_index, false);
+                    *st.per_user.entry(seat.user).or_insert(0) += 1;
+                    st.sold_seats += 1;
                 }
-                step.append(Record::Hold {
-                    hold: hold.hold,
-                    user: hold.user.clone(),
-                    seats: hold.seats.clone(),
-                    created_ms: hold.created_ms,
-                    expires_ms: hold.expires_ms,
-                });
-                st.install(
-                    hold.hold.nonce,
-                    LiveHold {
-                        user: hold.user,
-                        seats: hold.seats,
+                let (mut restored, mut dropped) = (0, 0);
+                for hold in recovered {
+                    let free = hold.seats.iter().all(|&s| {
+                        st.seats.get(s as usize).is_some_and(|state| *state == SeatState::Available)
+                    });
+                    if hold.expires_ms <= now || !free || hold.seats.is_empty() {
+                        // Expired, or its seats were sold by the order it became.
+                        dropped += 1;
+                        continue;
+                    }
+                    step.append(Record::Hold {
+                        hold: hold.hold,
+                        user: hold.user.clone(),
+                        seats: hold.seats.clone(),
                         created_ms: hold.created_ms,
                         expires_ms: hold.expires_ms,
-                        pin: None,
-                    },
-                );
-                restored += 1;
-            }
-            if restored + dropped > 0 {
-                tracing::info!(%event, restored, dropped, "holds recovered from the journal");
-            }
-            debug_assert_eq!(st.check(&shard.map), Ok(()));
-            step.last_seq
+                    });
+                    st.install(
+                        hold.hold.nonce,
+                        LiveHold {
+                            user: hold.user,
+                            seats: hold.seats,
+                            created_ms: hold.created_ms,
+                            expires_ms: hold.expires_ms,
+                            pin: None,
+                        },
+                    );
+                    restored += 1;
+                }
+                if restored + dropped > 0 {
+                    tracing::info!(%event, restored, dropped, "holds recovered from the journal");
+                }
+                debug_assert_eq!(st.check(&shard.map), Ok(()));
+                step.last_seq
+            };
+            self.shards.write().insert(event, shard);
+            last_seq
         };
-        self.shards.write().entry(event).or_insert(shard);
         self.durable(seq).await
     }
 
@@ -476,7 +475,7 @@ impl Inventory for MemoryInventory {
             let mut st = shard.state.lock();
             step.expire_due(&mut st, now);
             let current = st.per_user.get(&request.user).copied().unwrap_or(0);
-            if current + n > request.max_seats_per_user {
+            if current.saturating_add(n) > request.max_seats_per_user {
                 return Err(InventoryError::UserLimit {
                     current,
                     requested: n,
@@ -626,18 +625,33 @@ impl Inventory for MemoryInventory {
 
     async fn seat_counts(&self, event: EventId) -> Result<SeatCounts> {
         let shard = self.shard(event)?;
-        let st = shard.state.lock();
-        Ok(SeatCounts {
-            available: st.bitmap.count_available() as u32,
-            held: st.held_seats,
-            sold: st.sold_seats,
-        })
+        let now = self.clock.now_ms();
+        let (counts, seq) = {
+            let mut step = self.step(&shard);
+            let mut st = shard.state.lock();
+            step.expire_due(&mut st, now);
+            let counts = SeatCounts {
+                available: st.bitmap.count_available() as u32,
+                held: st.held_seats,
+                sold: st.sold_seats,
+            };
+            (counts, step.last_seq)
+        };
+        self.durable(seq).await?;
+        Ok(counts)
     }
 
     async fn user_seat_count(&self, event: EventId, user: &UserId) -> Result<u32> {
         let shard = self.shard(event)?;
-        let st = shard.state.lock();
-        Ok(st.per_user.get(user).copied().unwrap_or(0))
+        let now = self.clock.now_ms();
+        let (count, seq) = {
+            let mut step = self.step(&shard);
+            let mut st = shard.state.lock();
+            step.expire_due(&mut st, now);
+            (st.per_user.get(user).copied().unwrap_or(0), step.last_seq)
+        };
+        self.durable(seq).await?;
+        Ok(count)
     }
 
     async fn expire_due(&self) -> Result<u32> {

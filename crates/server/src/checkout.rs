@@ -65,12 +65,19 @@ pub async fn checkout(
     let attempt = format!("pa_{:032x}", rand::random::<u128>());
     let timeout_ms = state.config.payment_timeout * 1000;
     let deadline_ms = now_ms() + timeout_ms + PIN_GRACE_MS;
-    state.inventory.pin(hold, &attempt, deadline_ms).await.map_err(|e| match e {
-        InventoryError::HoldConfirming => {
-            ApiError::conflict("CHECKOUT_IN_PROGRESS", "this hold is being checked out")
-        }
-        other => other.into(),
-    })?;
+    if let Err(e) = state.inventory.pin(hold, &attempt, deadline_ms).await {
+        return Err(match e {
+            InventoryError::HoldConfirming => {
+                ApiError::conflict("CHECKOUT_IN_PROGRESS", "this hold is being checked out")
+            }
+            // Another checkout bought it since the look-up above: name its order.
+            InventoryError::AlreadyConfirmed => match state.store.order_for_hold(&hold).await? {
+                Some(order) => already_confirmed(&order.id),
+                None => InventoryError::AlreadyConfirmed.into(),
+            },
+            other => other.into(),
+        });
+    }
 
     let total = total_of(view.seats.iter().map(|&i| entry.price_of(i)), &entry);
     let request =

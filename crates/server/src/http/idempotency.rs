@@ -111,14 +111,19 @@ where
             Err(e) => return e.into_response(),
         },
     };
-    let (status, body) = match work.await {
-        Ok(answer) => answer,
-        Err(e) => (e.status, serde_json::to_vec(&e.body()).expect("errors serialize")),
+    let (status, body, retry_after) = match work.await {
+        Ok((status, body)) => (status, body, None),
+        Err(e) => (e.status, serde_json::to_vec(&e.body()).expect("errors serialize"), e.retry_after_s),
     };
     if let Some(guard) = guard {
         guard.finish(status, &body).await;
     }
-    json_response(status, body)
+    let mut response = json_response(status, body);
+    // Retry-After (429, 503) is never replayed: those answers are not final.
+    if let Some(seconds) = retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
 }
 
 pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response {

@@ -15,7 +15,7 @@ pub mod orders;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -80,7 +80,46 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(middleware::from_fn_with_state(state.clone(), not_ready_yet))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(json_errors))
         .with_state(state)
+}
+
+/// Rejections the framework answers itself (e.g. a path segment that is not UTF-8) in the
+/// API's format: an error response that is not JSON becomes `{"error":{"code","message"}}`.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if status.as_u16() < 400 || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .filter(|t| !t.is_empty());
+    let code = match status {
+        StatusCode::BAD_REQUEST => "INVALID_REQUEST",
+        StatusCode::NOT_FOUND => "NOT_FOUND",
+        StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
+        StatusCode::PAYLOAD_TOO_LARGE => "BODY_TOO_LARGE",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "UNSUPPORTED_MEDIA_TYPE",
+        s if s.is_server_error() => "INTERNAL",
+        _ => "REQUEST_FAILED",
+    };
+    let message = text.unwrap_or_else(|| status.canonical_reason().unwrap_or("request failed").to_owned());
+    let mut json = ApiError::new(status, code, message).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            json.headers_mut().entry(name).or_insert_with(|| value.clone());
+        }
+    }
+    json
 }
 
 /// Until recovery has finished, the API answers 503 (health and docs still answer).

@@ -1,7 +1,6 @@
 //! A running app per test, and a client that speaks its API.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use boxoffice_server::{Application, Config};
 use reqwest::StatusCode;
@@ -50,10 +49,6 @@ pub async fn spawn_in(data_dir: tempfile::TempDir, configure: impl FnOnce(&mut C
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
-    }
-
-    pub fn data_path(&self) -> PathBuf {
-        self.data_dir.path().to_path_buf()
     }
 
     async fn wait_ready(&self) {
@@ -193,7 +188,8 @@ pub async fn send(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
     let r = req.send().await.expect("request sent");
     let status = r.status();
     let bytes = r.bytes().await.expect("body");
-    let value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+    let value =
+        if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
     (status, value)
 }
 
@@ -203,4 +199,104 @@ pub fn assert_error(status: StatusCode, body: &Value, expected_status: u16, code
     assert_eq!(status.as_u16(), expected_status, "body: {body}");
     assert_eq!(body["error"]["code"], code, "body: {body}");
     assert!(body["error"]["message"].is_string(), "body: {body}");
+}
+
+// ---- Helpers for the catalog, holds, availability, checkout and errors tests ----
+
+/// A response with its headers and raw body.
+pub struct Raw {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Raw {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// Sends a request and keeps status, headers and body.
+pub async fn send_raw(req: reqwest::RequestBuilder) -> Raw {
+    let r = req.send().await.expect("request sent");
+    let status = r.status();
+    let headers = r.headers().clone();
+    let body = r.bytes().await.expect("body").to_vec();
+    Raw { status, headers, body }
+}
+
+/// An RFC 3339 UTC time `offset` from now, with a `Z` (safe in a query string).
+pub fn time_from_now(offset: chrono::Duration) -> String {
+    (chrono::Utc::now() + offset).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+impl TestApp {
+    pub async fn admin(&self) -> String {
+        self.token("admin", "admin").await
+    }
+
+    pub async fn fan(&self, user: &str) -> String {
+        self.token(user, "fan").await
+    }
+
+    /// POST with an `Idempotency-Key`.
+    pub async fn post_keyed(&self, path: &str, token: &str, key: &str, body: Value) -> (StatusCode, Value) {
+        send(self.client.post(self.url(path)).bearer_auth(token).header("Idempotency-Key", key).json(&body))
+            .await
+    }
+
+    /// Creates a venue with tiers premium/standard and the given sections; returns its id.
+    pub async fn venue(&self, admin: &str, city: &str, sections: Value) -> String {
+        let (status, venue) = self
+            .post(
+                "/v1/venues",
+                Some(admin),
+                json!({"name": "Hall", "city": city, "lat": 1.0, "lon": 2.0,
+                       "tiers": ["premium", "standard"], "sections": sections}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{venue}");
+        venue["id"].as_str().expect("venue id").to_owned()
+    }
+
+    /// Creates an event at a venue with tiers premium/standard; returns status and body.
+    pub async fn event_at(
+        &self,
+        admin: &str,
+        venue_id: &str,
+        category: &str,
+        starts_at: &str,
+        onsale_at: &str,
+    ) -> (StatusCode, Value) {
+        self.post(
+            "/v1/events",
+            Some(admin),
+            json!({
+                "name": "Show", "venue_id": venue_id, "category": category,
+                "starts_at": starts_at, "onsale_at": onsale_at,
+                "prices": {"premium": {"amount": 5000, "currency": "USD"},
+                           "standard": {"amount": 2500, "currency": "USD"}}
+            }),
+        )
+        .await
+    }
+
+    /// Holds seats and asserts 201; returns the hold id.
+    pub async fn hold_ok(&self, token: &str, event: &str, seats: &[&str]) -> String {
+        let (status, hold) = self.hold(token, event, seats).await;
+        assert_eq!(status, StatusCode::CREATED, "{hold}");
+        hold["hold_id"].as_str().expect("hold id").to_owned()
+    }
+
+    /// Holds seats and buys them with `tok_visa`; returns the order.
+    pub async fn buy(&self, token: &str, event: &str, seats: &[&str]) -> Value {
+        let hold = self.hold_ok(token, event, seats).await;
+        let (status, order) = self.checkout(token, &hold, "tok_visa", &format!("buy-{hold}")).await;
+        assert_eq!(status, StatusCode::CREATED, "{order}");
+        order
+    }
 }

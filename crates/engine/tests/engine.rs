@@ -1,0 +1,1501 @@
+//! Integration tests of the embedded inventory (`MemoryInventory`) through the public
+//! `Inventory` contract: atomic holds, the hold lifecycle, expiry on a manual clock, best
+//! available, journal recovery, concurrency, and a model-based property test.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use boxoffice_core::{Bitmap, EventId, HoldId, HoldStatus, HoldView, SeatMap, SectionSpec, UserId};
+use boxoffice_engine::journal::SyncMode;
+use boxoffice_engine::memory::MemoryConfig;
+use boxoffice_engine::{
+    HoldRequest, Inventory, InventoryError, ManualClock, MemoryInventory, SeatCounts, Selection, SoldSeat,
+};
+
+const EVENT: EventId = EventId(7);
+const TTL: u64 = 60_000;
+const START_MS: u64 = 1_700_000_000_000;
+const LIMIT: u32 = 8;
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------
+
+fn seat_map(sections: &[(&str, u32, u32)]) -> Arc<SeatMap> {
+    let specs: Vec<SectionSpec> = sections
+        .iter()
+        .map(|&(name, rows, seats_per_row)| SectionSpec {
+            name: name.to_owned(),
+            rows,
+            seats_per_row,
+            tier: None,
+        })
+        .collect();
+    Arc::new(SeatMap::from_sections(SeatMap::default_tiers(), &specs).expect("valid layout"))
+}
+
+/// One section `A` of 3 rows of 10 seats: seat `r * 10 + (n - 1)` is `A-(r+1)-n`.
+fn small_map() -> Arc<SeatMap> {
+    seat_map(&[("A", 3, 10)])
+}
+
+fn user(name: &str) -> UserId {
+    UserId::parse(name).expect("valid user id")
+}
+
+fn request(who: &str, selection: Selection) -> HoldRequest {
+    HoldRequest { event: EVENT, user: user(who), selection, ttl_ms: TTL, max_seats_per_user: LIMIT }
+}
+
+fn seats(who: &str, seats: &[u32]) -> HoldRequest {
+    request(who, Selection::Seats(seats.to_vec()))
+}
+
+fn best(who: &str, count: u32, section: Option<u16>) -> HoldRequest {
+    request(who, Selection::BestAvailable { count, section })
+}
+
+/// What `availability()` says, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Snapshot {
+    version: u64,
+    available_count: u32,
+    bitmap: Bitmap,
+}
+
+impl Snapshot {
+    fn taken(&self) -> Vec<u32> {
+        (0..self.bitmap.len() as u32).filter(|&i| !self.bitmap.is_available(i)).collect()
+    }
+}
+
+async fn snapshot(inv: &MemoryInventory, event: EventId, seats: usize) -> Snapshot {
+    let a = inv.availability(event).await.expect("event is loaded");
+    assert_eq!(a.bitmap.len(), seats.div_ceil(8), "wire bitmap is ceil(n/8) bytes");
+    let bitmap = Bitmap::from_bytes(&a.bitmap, seats).expect("well-formed bitmap");
+    assert_eq!(a.available_count as usize, bitmap.count_available(), "available_count");
+    Snapshot { version: a.version, available_count: a.available_count, bitmap }
+}
+
+/// An inventory without a journal on a manual clock, with [`EVENT`] loaded.
+struct Fixture {
+    inv: MemoryInventory,
+    clock: Arc<ManualClock>,
+    map: Arc<SeatMap>,
+}
+
+impl Fixture {
+    async fn new(map: Arc<SeatMap>) -> Self {
+        Self::with_config(map, MemoryConfig::default()).await
+    }
+
+    async fn with_config(map: Arc<SeatMap>, config: MemoryConfig) -> Self {
+        let clock = Arc::new(ManualClock::new(START_MS));
+        let inv = MemoryInventory::open(config, clock.clone()).expect("opens");
+        inv.load_event(EVENT, map.clone(), Vec::new()).await.expect("loads");
+        Fixture { inv, clock, map }
+    }
+
+    async fn snapshot(&self) -> Snapshot {
+        snapshot(&self.inv, EVENT, self.map.len()).await
+    }
+
+    fn check(&self) {
+        if let Err(broken) = self.inv.check_invariants(EVENT) {
+            panic!("invariant broken: {broken}");
+        }
+    }
+
+    async fn status(&self, id: HoldId) -> HoldStatus {
+        self.inv.hold_view(id).await.expect("hold is known").status
+    }
+
+    async fn user_seats(&self, who: &str) -> u32 {
+        self.inv.user_seat_count(EVENT, &user(who)).await.expect("event is loaded")
+    }
+
+    async fn counts(&self) -> SeatCounts {
+        self.inv.seat_counts(EVENT).await.expect("event is loaded")
+    }
+}
+
+fn journal_config(dir: &Path, sync: SyncMode) -> MemoryConfig {
+    MemoryConfig { journal_dir: Some(dir.to_owned()), sync, ..MemoryConfig::default() }
+}
+
+/// A tiny deterministic generator, so that the concurrency tests need no extra crates.
+struct XorShift(u64);
+
+impl XorShift {
+    fn new(seed: u64) -> Self {
+        XorShift(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// `k` distinct values below `n`, in random order.
+    fn distinct(&mut self, k: usize, n: u32) -> Vec<u32> {
+        let mut out = Vec::with_capacity(k);
+        while out.len() < k {
+            let v = self.below(u64::from(n)) as u32;
+            if !out.contains(&v) {
+                out.push(v);
+            }
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Atomic holds, bitmap and version
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn hold_of_taken_seat_is_rejected_and_changes_nothing() {
+    let f = Fixture::new(small_map()).await;
+    f.inv.hold(seats("alice", &[3, 4])).await.unwrap();
+    f.inv.hold(seats("carol", &[9])).await.unwrap();
+    let before = f.snapshot().await;
+
+    // Five seats asked for; two of them are taken: all-or-nothing, and the error names
+    // exactly the taken seats, in the order they were asked for.
+    let err = f.inv.hold(seats("bob", &[2, 4, 5, 9, 6])).await.unwrap_err();
+    assert_eq!(err, InventoryError::SeatsUnavailable(vec![4, 9]));
+
+    assert_eq!(f.snapshot().await, before, "bitmap, count and version unchanged");
+    assert_eq!(f.user_seats("bob").await, 0, "no seat went to bob");
+    assert_eq!(f.counts().await, SeatCounts { available: 27, held: 3, sold: 0 });
+    f.check();
+
+    // The free seats of the failed request really are still free.
+    let held = f.inv.hold(seats("bob", &[2, 5, 6])).await.unwrap();
+    assert_eq!(held.seats, vec![2, 5, 6]);
+    f.check();
+}
+
+#[tokio::test]
+async fn hold_of_seats_taken_by_the_same_user_is_rejected_too() {
+    let f = Fixture::new(small_map()).await;
+    f.inv.hold(seats("alice", &[1])).await.unwrap();
+    let err = f.inv.hold(seats("alice", &[0, 1])).await.unwrap_err();
+    assert_eq!(err, InventoryError::SeatsUnavailable(vec![1]));
+    assert_eq!(f.user_seats("alice").await, 1);
+    f.check();
+}
+
+#[tokio::test]
+async fn malformed_hold_requests_are_rejected_and_change_nothing() {
+    let f = Fixture::new(small_map()).await;
+    let before = f.snapshot().await;
+    assert_eq!(f.inv.hold(seats("alice", &[1, 30])).await.unwrap_err(), InventoryError::BadSeat(30));
+    assert_eq!(f.inv.hold(seats("alice", &[1, 2, 1])).await.unwrap_err(), InventoryError::DuplicateSeat);
+    assert_eq!(f.inv.hold(seats("alice", &[])).await.unwrap_err(), InventoryError::NotEnoughSeats);
+    assert_eq!(f.inv.hold(best("alice", 0, None)).await.unwrap_err(), InventoryError::NotEnoughSeats);
+    let mut other_event = seats("alice", &[1]);
+    other_event.event = EventId(99);
+    assert_eq!(f.inv.hold(other_event).await.unwrap_err(), InventoryError::UnknownEvent);
+    assert_eq!(f.inv.availability(EventId(99)).await.unwrap_err(), InventoryError::UnknownEvent);
+    assert_eq!(f.snapshot().await, before);
+    assert_eq!(f.user_seats("alice").await, 0);
+    f.check();
+}
+
+#[tokio::test]
+async fn hold_release_and_confirm_move_bits_version_and_counts() {
+    let f = Fixture::new(small_map()).await;
+    let s0 = f.snapshot().await;
+    assert_eq!(s0.available_count, 30);
+    assert!(s0.taken().is_empty());
+    f.check();
+
+    let h1 = f.inv.hold(seats("alice", &[0, 1, 2])).await.unwrap();
+    assert_eq!(h1.status, HoldStatus::Held);
+    assert_eq!(h1.seats, vec![0, 1, 2]);
+    assert_eq!(h1.user, user("alice"));
+    assert_eq!(h1.event, EVENT);
+    assert_eq!(h1.id.event, EVENT);
+    assert_eq!((h1.created_ms, h1.expires_ms), (START_MS, START_MS + TTL));
+    let s1 = f.snapshot().await;
+    assert_eq!(s1.version, s0.version + 1);
+    assert_eq!(s1.available_count, 27);
+    assert_eq!(s1.taken(), vec![0, 1, 2]);
+    assert_eq!(f.counts().await, SeatCounts { available: 27, held: 3, sold: 0 });
+    f.check();
+
+    let h2 = f.inv.hold(seats("bob", &[15, 10])).await.unwrap();
+    assert_eq!(h2.seats, vec![15, 10], "seats are reported in the order asked for");
+    let s2 = f.snapshot().await;
+    assert_eq!(s2.version, s1.version + 1);
+    assert_eq!(s2.taken(), vec![0, 1, 2, 10, 15]);
+    assert_eq!(s2.available_count, 25);
+    f.check();
+
+    let released = f.inv.release(h1.id).await.unwrap();
+    assert_eq!(released.status, HoldStatus::Released);
+    assert_eq!(released.seats, vec![0, 1, 2]);
+    let s3 = f.snapshot().await;
+    assert_eq!(s3.version, s2.version + 1);
+    assert_eq!(s3.taken(), vec![10, 15]);
+    assert_eq!(s3.available_count, 28);
+    assert_eq!(f.counts().await, SeatCounts { available: 28, held: 2, sold: 0 });
+    f.check();
+
+    // Pinning changes no seat, so neither the bitmap nor the version moves.
+    let pinned = f.inv.pin(h2.id, "co-1", START_MS + TTL).await.unwrap();
+    assert_eq!(pinned.status, HoldStatus::Confirming);
+    assert_eq!(f.snapshot().await, s3);
+    f.check();
+
+    let confirmed = f.inv.confirm(h2.id, "co-1").await.unwrap();
+    assert_eq!(confirmed.status, HoldStatus::Confirmed);
+    assert_eq!(confirmed.seats, vec![15, 10]);
+    let s4 = f.snapshot().await;
+    assert_eq!(s4.version, s3.version + 1, "confirm bumps the version");
+    assert_eq!(s4.taken(), vec![10, 15], "sold seats stay unavailable");
+    assert_eq!(s4.available_count, 28);
+    assert_eq!(f.counts().await, SeatCounts { available: 28, held: 0, sold: 2 });
+    assert_eq!(f.status(h2.id).await, HoldStatus::Confirmed);
+    f.check();
+
+    // Reading availability twice without a change gives the same version and bits.
+    assert_eq!(f.snapshot().await, s4);
+}
+
+#[tokio::test]
+async fn racing_for_the_same_seats_has_exactly_one_winner() {
+    let f = Fixture::new(small_map()).await;
+    let mut won = 0;
+    for who in ["a", "b", "c", "d"] {
+        match f.inv.hold(seats(who, &[5, 6, 7])).await {
+            Ok(_) => won += 1,
+            Err(e) => assert_eq!(e, InventoryError::SeatsUnavailable(vec![5, 6, 7])),
+        }
+    }
+    assert_eq!(won, 1);
+    f.check();
+}
+
+// ---------------------------------------------------------------------------------------
+// Per-user limit
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn per_user_limit_counts_held_plus_bought_seats() {
+    let f = Fixture::new(small_map()).await;
+    let limited = |who: &str, s: &[u32]| HoldRequest { max_seats_per_user: 4, ..seats(who, s) };
+
+    let h1 = f.inv.hold(limited("alice", &[0, 1, 2])).await.unwrap();
+    assert_eq!(
+        f.inv.hold(limited("alice", &[3, 4])).await.unwrap_err(),
+        InventoryError::UserLimit { current: 3, requested: 2, limit: 4 }
+    );
+    let h2 = f.inv.hold(limited("alice", &[3])).await.unwrap();
+    assert_eq!(f.user_seats("alice").await, 4);
+    // Another user is not affected by alice's seats.
+    f.inv.hold(limited("bob", &[10, 11, 12, 13])).await.unwrap();
+
+    // Releasing frees the allowance.
+    f.inv.release(h1.id).await.unwrap();
+    assert_eq!(f.user_seats("alice").await, 1);
+    let h3 = f.inv.hold(limited("alice", &[5, 6, 7])).await.unwrap();
+    assert_eq!(f.user_seats("alice").await, 4);
+
+    // Confirmed seats keep counting.
+    f.inv.pin(h3.id, "co", START_MS + TTL).await.unwrap();
+    f.inv.confirm(h3.id, "co").await.unwrap();
+    assert_eq!(f.user_seats("alice").await, 4);
+    assert_eq!(
+        f.inv.hold(limited("alice", &[20])).await.unwrap_err(),
+        InventoryError::UserLimit { current: 4, requested: 1, limit: 4 }
+    );
+    f.inv.release(h2.id).await.unwrap();
+    assert_eq!(f.user_seats("alice").await, 3, "only the bought seats remain");
+    assert_eq!(
+        f.inv.hold(limited("alice", &[20, 21])).await.unwrap_err(),
+        InventoryError::UserLimit { current: 3, requested: 2, limit: 4 }
+    );
+    // Best available is counted by the seats it asks for.
+    assert_eq!(
+        f.inv.hold(HoldRequest { max_seats_per_user: 4, ..best("alice", 2, None) }).await.unwrap_err(),
+        InventoryError::UserLimit { current: 3, requested: 2, limit: 4 }
+    );
+    f.inv.hold(limited("alice", &[20])).await.unwrap();
+    assert_eq!(f.user_seats("alice").await, 4);
+    f.check();
+}
+
+#[tokio::test]
+async fn expired_hold_frees_the_users_allowance() {
+    let f = Fixture::new(small_map()).await;
+    let limited = |s: &[u32]| HoldRequest { max_seats_per_user: 2, ..seats("alice", s) };
+    f.inv.hold(limited(&[0, 1])).await.unwrap();
+    assert!(matches!(f.inv.hold(limited(&[2])).await, Err(InventoryError::UserLimit { current: 2, .. })));
+    f.clock.advance_ms(TTL);
+    // The hold request itself expires what is due before counting.
+    f.inv.hold(limited(&[2, 3])).await.unwrap();
+    f.check();
+}
+
+#[tokio::test]
+async fn sold_seats_given_at_load_are_unavailable_and_count_for_their_buyer() {
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let inv = MemoryInventory::open(MemoryConfig::default(), clock).unwrap();
+    let map = small_map();
+    let sold = vec![
+        SoldSeat { seat_index: 4, user: user("alice") },
+        SoldSeat { seat_index: 5, user: user("alice") },
+        SoldSeat { seat_index: 6, user: user("bob") },
+    ];
+    inv.load_event(EVENT, map.clone(), sold).await.unwrap();
+    let s = snapshot(&inv, EVENT, map.len()).await;
+    assert_eq!(s.taken(), vec![4, 5, 6]);
+    assert_eq!(inv.seat_counts(EVENT).await.unwrap(), SeatCounts { available: 27, held: 0, sold: 3 });
+    assert_eq!(inv.user_seat_count(EVENT, &user("alice")).await.unwrap(), 2);
+    assert_eq!(
+        inv.hold(HoldRequest { max_seats_per_user: 3, ..seats("alice", &[0, 1]) }).await.unwrap_err(),
+        InventoryError::UserLimit { current: 2, requested: 2, limit: 3 }
+    );
+    assert_eq!(
+        inv.hold(seats("carol", &[3, 4])).await.unwrap_err(),
+        InventoryError::SeatsUnavailable(vec![4])
+    );
+    inv.check_invariants(EVENT).unwrap();
+}
+
+#[tokio::test]
+async fn a_huge_best_available_count_is_refused_without_panicking() {
+    let f = Fixture::new(small_map()).await;
+    f.inv.hold(seats("alice", &[0])).await.unwrap();
+    let err = f.inv.hold(best("alice", u32::MAX, None)).await.unwrap_err();
+    assert_eq!(err, InventoryError::UserLimit { current: 1, requested: u32::MAX, limit: LIMIT });
+    f.check();
+}
+
+// ---------------------------------------------------------------------------------------
+// Expiry, pins and the lifecycle
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn hold_expires_after_its_ttl_lazily_when_viewed() {
+    let f = Fixture::new(small_map()).await;
+    let h = f.inv.hold(seats("alice", &[7, 8])).await.unwrap();
+    let held = f.snapshot().await;
+
+    f.clock.advance_ms(TTL - 1);
+    assert_eq!(f.status(h.id).await, HoldStatus::Held, "one millisecond to go");
+    assert_eq!(f.snapshot().await, held);
+
+    f.clock.advance_ms(1);
+    let view = f.inv.hold_view(h.id).await.unwrap();
+    assert_eq!(view.status, HoldStatus::Expired);
+    assert_eq!(view.seats, vec![7, 8]);
+    f.check();
+    let after = f.snapshot().await;
+    assert!(after.taken().is_empty(), "seats are available again");
+    assert_eq!(after.available_count, 30);
+    assert_eq!(after.version, held.version + 1);
+    assert_eq!(f.user_seats("alice").await, 0);
+
+    assert_eq!(f.inv.confirm(h.id, "co").await.unwrap_err(), InventoryError::HoldExpired);
+    assert_eq!(f.inv.pin(h.id, "co", START_MS + 2 * TTL).await.unwrap_err(), InventoryError::HoldExpired);
+    assert_eq!(f.inv.unpin(h.id, "co").await.unwrap_err(), InventoryError::HoldExpired);
+    assert_eq!(f.inv.release(h.id).await.unwrap_err(), InventoryError::HoldExpired);
+    // Nothing above changed anything.
+    assert_eq!(f.snapshot().await, after);
+    f.check();
+}
+
+#[tokio::test]
+async fn pin_and_confirm_of_a_hold_past_its_ttl_fail_with_hold_expired() {
+    // No view in between: pin itself must notice that the hold has expired.
+    let f = Fixture::new(small_map()).await;
+    let h = f.inv.hold(seats("alice", &[1])).await.unwrap();
+    f.clock.advance_ms(TTL);
+    assert_eq!(f.inv.pin(h.id, "co", START_MS + 2 * TTL).await.unwrap_err(), InventoryError::HoldExpired);
+    let h = f.inv.hold(seats("alice", &[1])).await.unwrap();
+    f.clock.advance_ms(TTL + 5);
+    assert_eq!(f.inv.confirm(h.id, "co").await.unwrap_err(), InventoryError::HoldExpired);
+    assert!(f.snapshot().await.taken().is_empty());
+    f.check();
+}
+
+#[tokio::test]
+async fn expire_due_expires_exactly_the_holds_whose_time_is_up() {
+    let f = Fixture::new(small_map()).await;
+    let short = f.inv.hold(HoldRequest { ttl_ms: 1_000, ..seats("alice", &[0, 1]) }).await.unwrap();
+    let long_a = f.inv.hold(HoldRequest { ttl_ms: 2_000, ..seats("bob", &[2]) }).await.unwrap();
+    let long_b = f.inv.hold(HoldRequest { ttl_ms: 2_000, ..seats("carol", &[3]) }).await.unwrap();
+    assert_eq!(f.inv.expire_due().await.unwrap(), 0);
+
+    f.clock.advance_ms(1_000);
+    assert_eq!(f.inv.expire_due().await.unwrap(), 1);
+    f.check();
+    assert_eq!(f.counts().await, SeatCounts { available: 28, held: 2, sold: 0 });
+    assert_eq!(f.status(short.id).await, HoldStatus::Expired);
+    assert_eq!(f.status(long_a.id).await, HoldStatus::Held);
+
+    f.clock.advance_ms(999);
+    assert_eq!(f.inv.expire_due().await.unwrap(), 0);
+    f.clock.advance_ms(1);
+    assert_eq!(f.inv.expire_due().await.unwrap(), 2);
+    assert_eq!(f.inv.expire_due().await.unwrap(), 0, "nothing expires twice");
+    assert_eq!(f.status(long_a.id).await, HoldStatus::Expired);
+    assert_eq!(f.status(long_b.id).await, HoldStatus::Expired);
+    assert_eq!(f.counts().await, SeatCounts { available: 30, held: 0, sold: 0 });
+    f.check();
+}
+
+#[tokio::test]
+async fn seat_counts_and_user_seat_count_do_not_count_holds_past_their_ttl() {
+    let f = Fixture::new(small_map()).await;
+    f.inv.hold(seats("alice", &[0, 1, 2])).await.unwrap();
+    f.clock.advance_ms(TTL);
+    // Nobody has touched the event since the hold's time ran out.
+    assert_eq!(f.user_seats("alice").await, 0);
+    assert_eq!(f.counts().await, SeatCounts { available: 30, held: 0, sold: 0 });
+    assert_eq!(f.snapshot().await.available_count, 30);
+    f.check();
+}
+
+#[tokio::test]
+async fn pinned_hold_is_never_expired_by_time() {
+    let f = Fixture::new(small_map()).await;
+    let h = f.inv.hold(seats("alice", &[4, 5])).await.unwrap();
+    f.inv.pin(h.id, "co-1", START_MS + 1_000).await.unwrap();
+    f.clock.advance_ms(100 * TTL);
+    assert_eq!(f.inv.expire_due().await.unwrap(), 0);
+    assert_eq!(f.status(h.id).await, HoldStatus::Confirming);
+    assert_eq!(f.snapshot().await.taken(), vec![4, 5]);
+    assert_eq!(f.user_seats("alice").await, 2);
+    f.check();
+    // The checkout may still finish long after the hold's ttl.
+    let view = f.inv.confirm(h.id, "co-1").await.unwrap();
+    assert_eq!(view.status, HoldStatus::Confirmed);
+    assert_eq!(f.snapshot().await.taken(), vec![4, 5]);
+    f.clock.advance_ms(100 * TTL);
+    assert_eq!(f.inv.expire_due().await.unwrap(), 0);
+    assert_eq!(f.status(h.id).await, HoldStatus::Confirmed, "sold seats never expire");
+    f.check();
+}
+
+#[tokio::test]
+async fn unpin_after_the_ttl_expires_the_hold_at_once() {
+    let f = Fixture::new(small_map()).await;
+    let h = f.inv.hold(seats("alice", &[4, 5])).await.unwrap();
+    let late = f.inv.hold(seats("bob", &[6])).await.unwrap();
+    f.inv.pin(h.id, "co-1", START_MS + 2 * TTL).await.unwrap();
+    f.inv.pin(late.id, "co-2", START_MS + 2 * TTL).await.unwrap();
+    // Exactly at the hold's expiry time: its time is up.
+    f.clock.advance_ms(TTL);
+    let view = f.inv.unpin(h.id, "co-1").await.unwrap();
+    assert_eq!(view.status, HoldStatus::Expired, "unpin reports the expiry itself");
+    f.check();
+    assert_eq!(f.snapshot().await.taken(), vec![6]);
+    assert_eq!(f.status(h.id).await, HoldStatus::Expired);
+    assert_eq!(f.user_seats("alice").await, 0);
+    // Well past it, too.
+    f.clock.advance_ms(TTL);
+    assert_eq!(f.inv.unpin(late.id, "co-2").await.unwrap().status, HoldStatus::Expired);
+    assert!(f.snapshot().await.taken().is_empty());
+    f.check();
+}
+
+#[tokio::test]
+async fn unpin_before_the_ttl_returns_the_hold_to_held_and_it_expires_later() {
+    let f = Fixture::new(small_map()).await;
+    let h = f.inv.hold(seats("alice", &[4, 5])).await.unwrap();
+    f.inv.pin(h.id, "co-1", START_MS + TTL).await.unwrap();
+    f.clock.advance_ms(TTL / 2);
+    let view = f.inv.unpin(h.id, "co-1").await.unwrap();
+    assert_eq!(view.status, HoldStatus::Held);
+    assert_eq!(view.expires_ms, START_MS + TTL, "unpinning does not extend the hold");
+    f.check();
+    // It can be pinned again by another checkout.
+    f.inv.pin(h.id, "co-2", START_MS + TTL).await.unwrap();
+    f.inv.unpin(h.id, "co-2").await.unwrap();
+    f.clock.advance_ms(TTL / 2);
+    assert_eq!(f.inv.expire_due().await.unwrap(), 1);
+    assert_eq!(f.status(h.id).await, HoldStatus::Expired);
+    f.check();
+}
+
+#[tokio::test]
+async fn confirm_needs_the_pin_of_the_same_attempt() {
+    let f = Fixture::new(small_map()).await;
+    let h = f.inv.hold(seats("alice", &[4])).await.unwrap();
+    assert_eq!(f.inv.confirm(h.id, "co-1").await.unwrap_err(), InventoryError::NotPinned);
+    assert_eq!(f.inv.unpin(h.id, "co-1").await.unwrap_err(), InventoryError::NotPinned);
+    f.inv.pin(h.id, "co-1", START_MS + TTL).await.unwrap();
+    assert_eq!(f.inv.confirm(h.id, "co-2").await.unwrap_err(), InventoryError::NotPinned);
+    assert_eq!(f.inv.unpin(h.id, "co-2").await.unwrap_err(), InventoryError::NotPinned);
+    assert_eq!(f.status(h.id).await, HoldStatus::Confirming, "a wrong attempt changes nothing");
+    assert_eq!(f.counts().await, SeatCounts { available: 29, held: 1, sold: 0 });
+    let view = f.inv.confirm(h.id, "co-1").await.unwrap();
+    assert_eq!(view.status, HoldStatus::Confirmed);
+    assert_eq!(f.counts().await, SeatCounts { available: 29, held: 0, sold: 1 });
+    f.check();
+}
+
+#[tokio::test]
+async fn release_of_a_pinned_hold_and_a_second_pin_are_refused_as_confirming() {
+    let f = Fixture::new(small_map()).await;
+    let h = f.inv.hold(seats("alice", &[4])).await.unwrap();
+    f.inv.pin(h.id, "co-1", START_MS + TTL).await.unwrap();
+    let before = f.snapshot().await;
+    assert_eq!(f.inv.release(h.id).await.unwrap_err(), InventoryError::HoldConfirming);
+    assert_eq!(f.inv.pin(h.id, "co-2", START_MS + TTL).await.unwrap_err(), InventoryError::HoldConfirming);
+    assert_eq!(
+        f.inv.pin(h.id, "co-1", START_MS + TTL).await.unwrap_err(),
+        InventoryError::HoldConfirming,
+        "not even the same attempt pins twice"
+    );
+    assert_eq!(f.snapshot().await, before);
+    // The first pin still holds: its attempt confirms.
+    f.inv.confirm(h.id, "co-1").await.unwrap();
+    f.check();
+}
+
+#[tokio::test]
+async fn ended_holds_report_how_they_ended() {
+    let f = Fixture::new(small_map()).await;
+    let released = f.inv.hold(seats("alice", &[0])).await.unwrap();
+    f.inv.release(released.id).await.unwrap();
+    assert_eq!(f.inv.release(released.id).await.unwrap_err(), InventoryError::HoldReleased);
+    assert_eq!(f.inv.pin(released.id, "co", START_MS + TTL).await.unwrap_err(), InventoryError::HoldReleased);
+    assert_eq!(f.inv.confirm(released.id, "co").await.unwrap_err(), InventoryError::HoldReleased);
+    assert_eq!(f.status(released.id).await, HoldStatus::Released);
+
+    let sold = f.inv.hold(seats("alice", &[1])).await.unwrap();
+    f.inv.pin(sold.id, "co", START_MS + TTL).await.unwrap();
+    f.inv.confirm(sold.id, "co").await.unwrap();
+    assert_eq!(f.inv.confirm(sold.id, "co").await.unwrap_err(), InventoryError::AlreadyConfirmed);
+    assert_eq!(f.inv.release(sold.id).await.unwrap_err(), InventoryError::AlreadyConfirmed);
+    assert_eq!(f.inv.pin(sold.id, "co", START_MS + TTL).await.unwrap_err(), InventoryError::AlreadyConfirmed);
+    assert_eq!(f.inv.unpin(sold.id, "co").await.unwrap_err(), InventoryError::AlreadyConfirmed);
+
+    let unknown = HoldId { event: EVENT, nonce: 12345 };
+    assert_eq!(f.inv.hold_view(unknown).await.unwrap_err(), InventoryError::UnknownHold);
+    assert_eq!(f.inv.release(unknown).await.unwrap_err(), InventoryError::UnknownHold);
+    let elsewhere = HoldId { event: EventId(99), nonce: released.id.nonce };
+    assert_eq!(f.inv.hold_view(elsewhere).await.unwrap_err(), InventoryError::UnknownHold);
+    assert_eq!(f.inv.confirm(elsewhere, "co").await.unwrap_err(), InventoryError::UnknownHold);
+    f.check();
+}
+
+#[tokio::test]
+async fn ended_holds_beyond_the_configured_memory_are_forgotten_oldest_first() {
+    let config = MemoryConfig { ended_holds_kept_per_event: 2, ..MemoryConfig::default() };
+    let f = Fixture::with_config(small_map(), config).await;
+    let mut ids = Vec::new();
+    for seat in 0..3 {
+        let h = f.inv.hold(seats("alice", &[seat])).await.unwrap();
+        f.inv.release(h.id).await.unwrap();
+        ids.push(h.id);
+    }
+    assert_eq!(f.inv.hold_view(ids[0]).await.unwrap_err(), InventoryError::UnknownHold);
+    assert_eq!(f.inv.release(ids[0]).await.unwrap_err(), InventoryError::UnknownHold);
+    assert_eq!(f.status(ids[1]).await, HoldStatus::Released);
+    assert_eq!(f.status(ids[2]).await, HoldStatus::Released);
+    f.check();
+}
+
+async fn stale(f: &Fixture) -> Vec<(HoldId, String)> {
+    let mut pins: Vec<(HoldId, String)> =
+        f.inv.stale_pins().await.unwrap().into_iter().map(|p| (p.hold, p.attempt)).collect();
+    pins.sort();
+    pins
+}
+
+#[tokio::test]
+async fn stale_pins_lists_the_pins_past_their_deadline() {
+    let f = Fixture::new(small_map()).await;
+    let h1 = f.inv.hold(seats("alice", &[0])).await.unwrap();
+    let h2 = f.inv.hold(seats("bob", &[1])).await.unwrap();
+    let h3 = f.inv.hold(seats("carol", &[2])).await.unwrap();
+    f.inv.pin(h1.id, "co-1", START_MS + 1_000).await.unwrap();
+    f.inv.pin(h2.id, "co-2", START_MS + 5_000).await.unwrap();
+    let _ = h3; // never pinned: never a stale pin, whatever its age
+
+    assert!(stale(&f).await.is_empty());
+    f.clock.advance_ms(999);
+    assert!(stale(&f).await.is_empty(), "before its deadline a pin is not stale");
+    f.clock.advance_ms(2);
+    assert_eq!(stale(&f).await, vec![(h1.id, "co-1".to_owned())]);
+    f.clock.advance_ms(5_000);
+    let mut both = vec![(h1.id, "co-1".to_owned()), (h2.id, "co-2".to_owned())];
+    both.sort();
+    assert_eq!(stale(&f).await, both);
+
+    // A pin that ends (confirmed or unpinned) is no longer listed.
+    f.inv.confirm(h1.id, "co-1").await.unwrap();
+    assert_eq!(stale(&f).await, vec![(h2.id, "co-2".to_owned())]);
+    f.inv.unpin(h2.id, "co-2").await.unwrap();
+    assert!(stale(&f).await.is_empty());
+    f.check();
+}
+
+// ---------------------------------------------------------------------------------------
+// Best available
+// ---------------------------------------------------------------------------------------
+
+fn assert_adjacent_in_one_row(map: &SeatMap, picked: &[u32]) {
+    let first = map.seat(picked[0]);
+    for (k, &i) in picked.iter().enumerate() {
+        let seat = map.seat(i);
+        assert_eq!((seat.section, seat.row), (first.section, first.row), "one row: {picked:?}");
+        assert_eq!(seat.number, first.number + k as u32, "adjacent: {picked:?}");
+    }
+}
+
+#[tokio::test]
+async fn best_available_holds_adjacent_seats_in_one_row() {
+    let map = seat_map(&[("A", 2, 8), ("B", 2, 6)]);
+    let f = Fixture::new(map.clone()).await;
+    let many = |count| HoldRequest { max_seats_per_user: u32::MAX, ..best("alice", count, None) };
+
+    let first = f.inv.hold(many(4)).await.unwrap();
+    let labels: Vec<String> = first.seats.iter().map(|&i| map.label(i)).collect();
+    assert_eq!(labels, ["A-1-1", "A-1-2", "A-1-3", "A-1-4"], "front row of the first section");
+    assert_eq!(f.snapshot().await.taken(), {
+        let mut s = first.seats.clone();
+        s.sort();
+        s
+    });
+
+    // Keep taking groups of three: every group is a run in one row, never overlapping.
+    let mut taken: HashSet<u32> = first.seats.iter().copied().collect();
+    for _ in 0..5 {
+        let h = f.inv.hold(many(3)).await.unwrap();
+        assert_eq!(h.seats.len(), 3);
+        assert_adjacent_in_one_row(&map, &h.seats);
+        for &s in &h.seats {
+            assert!(taken.insert(s), "seat {s} handed out twice");
+        }
+        f.check();
+    }
+
+    // Within a section.
+    let in_b = f.inv.hold(many_in("B", 2, &map)).await.unwrap();
+    assert!(in_b.seats.iter().all(|&i| map.label(i).starts_with("B-")));
+    assert_adjacent_in_one_row(&map, &in_b.seats);
+    f.check();
+}
+
+fn many_in(section: &str, count: u32, map: &SeatMap) -> HoldRequest {
+    HoldRequest {
+        max_seats_per_user: u32::MAX,
+        ..best("bob", count, Some(map.section_index(section).unwrap()))
+    }
+}
+
+#[tokio::test]
+async fn best_available_without_enough_seats_is_not_enough_seats_and_changes_nothing() {
+    let map = seat_map(&[("A", 2, 8), ("B", 2, 6)]);
+    let f = Fixture::new(map.clone()).await;
+    let before = f.snapshot().await;
+    let huge = HoldRequest { max_seats_per_user: u32::MAX, ..best("alice", 29, None) };
+    assert_eq!(f.inv.hold(huge).await.unwrap_err(), InventoryError::NotEnoughSeats);
+    // Section B has 12 seats.
+    assert_eq!(f.inv.hold(many_in("B", 13, &map)).await.unwrap_err(), InventoryError::NotEnoughSeats);
+    assert_eq!(f.snapshot().await, before);
+
+    // Fill everything but one seat; then two seats cannot be found anywhere.
+    let all_but_one: Vec<u32> = (0..map.len() as u32 - 1).collect();
+    f.inv.hold(HoldRequest { max_seats_per_user: u32::MAX, ..seats("carol", &all_but_one) }).await.unwrap();
+    let before = f.snapshot().await;
+    assert_eq!(before.available_count, 1);
+    assert_eq!(f.inv.hold(best("dave", 2, None)).await.unwrap_err(), InventoryError::NotEnoughSeats);
+    assert_eq!(f.snapshot().await, before);
+    let last = f.inv.hold(best("dave", 1, None)).await.unwrap();
+    assert_eq!(last.seats, vec![map.len() as u32 - 1]);
+    assert_eq!(f.snapshot().await.available_count, 0);
+    f.check();
+}
+
+// ---------------------------------------------------------------------------------------
+// Loading events
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn load_event_is_idempotent() {
+    let f = Fixture::new(small_map()).await;
+    let h = f.inv.hold(seats("alice", &[3, 4])).await.unwrap();
+    let before = f.snapshot().await;
+    // Loading again, even with another map and sold seats, leaves the event as it is.
+    let other = seat_map(&[("Z", 1, 3)]);
+    let sold = vec![SoldSeat { seat_index: 0, user: user("bob") }];
+    f.inv.load_event(EVENT, other, sold).await.unwrap();
+    f.inv.load_event(EVENT, small_map(), Vec::new()).await.unwrap();
+    assert_eq!(f.snapshot().await, before);
+    assert_eq!(f.inv.hold_view(h.id).await.unwrap(), h);
+    assert_eq!(f.counts().await, SeatCounts { available: 28, held: 2, sold: 0 });
+    assert_eq!(f.user_seats("bob").await, 0);
+    f.check();
+}
+
+// ---------------------------------------------------------------------------------------
+// Journal recovery
+// ---------------------------------------------------------------------------------------
+
+fn open_journaled(dir: &Path, now_ms: u64) -> MemoryInventory {
+    let clock = Arc::new(ManualClock::new(now_ms));
+    MemoryInventory::open(journal_config(dir, SyncMode::Fsync), clock).expect("journal opens")
+}
+
+#[tokio::test]
+async fn journal_restores_unexpired_holds_after_a_restart_and_after_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let map = small_map();
+    let reopen_at = START_MS + 5_000;
+
+    // First life: a fresh journal.
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let inv = MemoryInventory::open(journal_config(dir.path(), SyncMode::Fsync), clock.clone()).unwrap();
+    inv.load_event(EVENT, map.clone(), Vec::new()).await.unwrap();
+    inv.commit_recovery().await.unwrap();
+
+    let keep = inv.hold(seats("alice", &[0, 1])).await.unwrap();
+    let keep_too = inv.hold(seats("bob", &[5])).await.unwrap();
+    let released = inv.hold(seats("carol", &[2, 3])).await.unwrap();
+    inv.release(released.id).await.unwrap();
+    let bought = inv.hold(seats("dave", &[8, 7])).await.unwrap();
+    inv.pin(bought.id, "co-d", START_MS + TTL).await.unwrap();
+    inv.confirm(bought.id, "co-d").await.unwrap();
+    // Expires between the two lives: the restart comes 5 s later.
+    let short = inv.hold(HoldRequest { ttl_ms: 1_000, ..seats("erin", &[10]) }).await.unwrap();
+    // Pinned when the process stops: pins are not journaled, so it comes back held.
+    let pinned = inv.hold(seats("frank", &[12, 13])).await.unwrap();
+    inv.pin(pinned.id, "co-f", START_MS + TTL).await.unwrap();
+    // Expired during the first life.
+    let gone = inv.hold(HoldRequest { ttl_ms: 500, ..seats("gina", &[14]) }).await.unwrap();
+    clock.advance_ms(500);
+    assert_eq!(inv.expire_due().await.unwrap(), 1);
+    inv.check_invariants(EVENT).unwrap();
+
+    inv.flush().await.unwrap();
+    inv.close();
+    drop(inv);
+    let first_journal_len = std::fs::metadata(dir.path().join("holds.journal")).unwrap().len();
+
+    let survivors = [keep.clone(), keep_too.clone(), HoldView { status: HoldStatus::Held, ..pinned.clone() }];
+    let sold = || bought.seats.iter().map(|&s| SoldSeat { seat_index: s, user: user("dave") }).collect();
+
+    // Second life: replay, then compact.
+    let inv = open_journaled(dir.path(), reopen_at);
+    assert_eq!(
+        inv.hold_view(keep.id).await.unwrap_err(),
+        InventoryError::UnknownHold,
+        "holds come back with their event"
+    );
+    inv.load_event(EVENT, map.clone(), sold()).await.unwrap();
+    inv.commit_recovery().await.unwrap();
+    inv.check_invariants(EVENT).unwrap();
+    assert!(!dir.path().join("holds.journal.new").exists(), "the fresh journal was installed");
+
+    for hold in &survivors {
+        assert_eq!(&inv.hold_view(hold.id).await.unwrap(), hold, "same id, user, seats, times");
+    }
+    for ended in [&released, &bought, &short, &gone] {
+        assert_eq!(inv.hold_view(ended.id).await.unwrap_err(), InventoryError::UnknownHold);
+    }
+    let s = snapshot(&inv, EVENT, map.len()).await;
+    assert_eq!(s.taken(), vec![0, 1, 5, 7, 8, 12, 13]);
+    assert_eq!(inv.seat_counts(EVENT).await.unwrap(), SeatCounts { available: 23, held: 5, sold: 2 });
+    assert_eq!(inv.user_seat_count(EVENT, &user("dave")).await.unwrap(), 2);
+    assert_eq!(inv.user_seat_count(EVENT, &user("erin")).await.unwrap(), 0);
+    // The restored holds behave like any other: the one that was pinned can be pinned
+    // again; an expired one's seat can be held by someone else.
+    inv.pin(pinned.id, "co-f2", reopen_at + TTL).await.unwrap();
+    inv.unpin(pinned.id, "co-f2").await.unwrap();
+    let later = inv.hold(seats("hana", &[10, 14])).await.unwrap();
+    inv.release(keep_too.id).await.unwrap();
+    inv.flush().await.unwrap();
+    let compacted_len = std::fs::metadata(dir.path().join("holds.journal")).unwrap().len();
+    assert!(
+        compacted_len < first_journal_len,
+        "compacted journal ({compacted_len} B) is smaller than the first ({first_journal_len} B)"
+    );
+    inv.close();
+    drop(inv);
+
+    // Third life: the compacted journal (plus the changes since) restores the same holds.
+    let inv = open_journaled(dir.path(), reopen_at + 1_000);
+    inv.load_event(EVENT, map.clone(), sold()).await.unwrap();
+    inv.commit_recovery().await.unwrap();
+    inv.check_invariants(EVENT).unwrap();
+    for hold in [&keep, &survivors[2], &later] {
+        assert_eq!(&inv.hold_view(hold.id).await.unwrap(), hold);
+    }
+    assert_eq!(inv.hold_view(keep_too.id).await.unwrap_err(), InventoryError::UnknownHold);
+    let s = snapshot(&inv, EVENT, map.len()).await;
+    assert_eq!(s.taken(), vec![0, 1, 7, 8, 10, 12, 13, 14]);
+    inv.close();
+}
+
+#[tokio::test]
+async fn journal_without_committed_recovery_still_holds_the_old_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let map = small_map();
+    let h = {
+        let inv = open_journaled(dir.path(), START_MS);
+        inv.load_event(EVENT, map.clone(), Vec::new()).await.unwrap();
+        inv.commit_recovery().await.unwrap();
+        let h = inv.hold(seats("alice", &[3])).await.unwrap();
+        inv.flush().await.unwrap();
+        h
+    };
+    // A life that crashes before committing recovery leaves the journal as it was.
+    {
+        let inv = open_journaled(dir.path(), START_MS + 1);
+        inv.load_event(EVENT, map.clone(), Vec::new()).await.unwrap();
+        assert_eq!(inv.hold_view(h.id).await.unwrap(), h);
+    }
+    let inv = open_journaled(dir.path(), START_MS + 2);
+    inv.load_event(EVENT, map.clone(), Vec::new()).await.unwrap();
+    inv.commit_recovery().await.unwrap();
+    assert_eq!(inv.hold_view(h.id).await.unwrap(), h);
+    inv.check_invariants(EVENT).unwrap();
+}
+
+#[tokio::test]
+async fn recovered_holds_of_events_not_loaded_before_commit_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let map = small_map();
+    let h = {
+        let inv = open_journaled(dir.path(), START_MS);
+        inv.load_event(EVENT, map.clone(), Vec::new()).await.unwrap();
+        inv.commit_recovery().await.unwrap();
+        let h = inv.hold(seats("alice", &[3])).await.unwrap();
+        inv.flush().await.unwrap();
+        h
+    };
+    let inv = open_journaled(dir.path(), START_MS + 1);
+    inv.commit_recovery().await.unwrap();
+    inv.load_event(EVENT, map.clone(), Vec::new()).await.unwrap();
+    assert_eq!(inv.hold_view(h.id).await.unwrap_err(), InventoryError::UnknownHold);
+    assert!(snapshot(&inv, EVENT, map.len()).await.taken().is_empty());
+}
+
+/// Two loaders of one event at the same moment (e.g. two requests for an event not yet
+/// loaded) must not lose the event's recovered holds.
+#[test]
+fn concurrent_loads_of_one_event_keep_its_recovered_holds() {
+    const EVENTS: u64 = 24;
+    let dir = tempfile::tempdir().unwrap();
+    // A large map makes building a shard take long enough for the two loads to overlap.
+    let map = seat_map(&[("A", 200, 500)]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let made: Vec<HoldView> = rt.block_on(async {
+        let inv = MemoryInventory::open(
+            journal_config(dir.path(), SyncMode::Write),
+            Arc::new(ManualClock::new(START_MS)),
+        )
+        .unwrap();
+        let mut made = Vec::new();
+        for e in 0..EVENTS {
+            inv.load_event(EventId(e), map.clone(), Vec::new()).await.unwrap();
+        }
+        inv.commit_recovery().await.unwrap();
+        for e in 0..EVENTS {
+            let mut r = seats("alice", &[e as u32, 1000 + e as u32]);
+            r.event = EventId(e);
+            made.push(inv.hold(r).await.unwrap());
+        }
+        inv.flush().await.unwrap();
+        inv.close();
+        made
+    });
+
+    let inv = Arc::new(
+        MemoryInventory::open(
+            journal_config(dir.path(), SyncMode::Write),
+            Arc::new(ManualClock::new(START_MS + 1)),
+        )
+        .unwrap(),
+    );
+    for e in 0..EVENTS {
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let loaders: Vec<_> = (0..2)
+            .map(|_| {
+                let (inv, map, barrier) = (inv.clone(), map.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                    barrier.wait();
+                    rt.block_on(inv.load_event(EventId(e), map, Vec::new())).unwrap();
+                })
+            })
+            .collect();
+        for loader in loaders {
+            loader.join().unwrap();
+        }
+    }
+    rt.block_on(async {
+        inv.commit_recovery().await.unwrap();
+        let mut lost = Vec::new();
+        for hold in &made {
+            inv.check_invariants(hold.event).unwrap();
+            match inv.hold_view(hold.id).await {
+                Ok(view) => assert_eq!(&view, hold),
+                Err(e) => lost.push((hold.event, e)),
+            }
+        }
+        assert!(lost.is_empty(), "recovered holds lost by concurrent loads: {lost:?}");
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Concurrency
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_tasks_never_hold_one_seat_twice() {
+    const SEATS: u32 = 30;
+    const TASKS: u64 = 48;
+    let inv = Arc::new(MemoryInventory::in_memory());
+    let map = small_map();
+    inv.load_event(EVENT, map.clone(), Vec::new()).await.unwrap();
+
+    let mut handles = Vec::new();
+    for t in 0..TASKS {
+        let inv = inv.clone();
+        handles.push(tokio::spawn(async move {
+            let mut rng = XorShift::new(t + 1);
+            let mut live: Vec<HoldId> = Vec::new();
+            let (mut won, mut lost) = (0u32, 0u32);
+            for _ in 0..60 {
+                let k = 2 + rng.below(3) as usize;
+                let want = rng.distinct(k, SEATS);
+                let r =
+                    HoldRequest { max_seats_per_user: u32::MAX, ..seats(&format!("user{}", t % 8), &want) };
+                match inv.hold(r).await {
+                    Ok(view) => {
+                        assert_eq!(view.seats, want);
+                        live.push(view.id);
+                        won += 1;
+                    }
+                    Err(InventoryError::SeatsUnavailable(taken)) => {
+                        assert!(!taken.is_empty() && taken.iter().all(|s| want.contains(s)));
+                        lost += 1;
+                    }
+                    Err(e) => panic!("unexpected error {e}"),
+                }
+                if !live.is_empty() && rng.below(2) == 0 {
+                    let id = live.swap_remove(rng.below(live.len() as u64) as usize);
+                    assert_eq!(inv.release(id).await.unwrap().status, HoldStatus::Released);
+                }
+                if rng.below(8) == 0 {
+                    inv.availability(EVENT).await.unwrap();
+                }
+                tokio::task::yield_now().await;
+            }
+            (live, won, lost)
+        }));
+    }
+    let (mut live, mut won, mut lost) = (Vec::new(), 0, 0);
+    for h in handles {
+        let (l, w, x) = h.await.unwrap();
+        live.extend(l);
+        won += w;
+        lost += x;
+    }
+    assert!(won > 0 && lost > 0, "the tasks did contend (won {won}, lost {lost})");
+
+    let mut owner: HashMap<u32, HoldId> = HashMap::new();
+    for &id in &live {
+        let view = inv.hold_view(id).await.unwrap();
+        assert_eq!(view.status, HoldStatus::Held);
+        for s in view.seats {
+            if let Some(other) = owner.insert(s, id) {
+                panic!("seat {s} is in two live holds: {other} and {id}");
+            }
+        }
+    }
+    inv.check_invariants(EVENT).unwrap();
+    let s = snapshot(&inv, EVENT, map.len()).await;
+    let mut held: Vec<u32> = owner.keys().copied().collect();
+    held.sort();
+    assert_eq!(s.taken(), held, "exactly the seats of the live holds are unavailable");
+    let counts = inv.seat_counts(EVENT).await.unwrap();
+    assert_eq!(counts.held as usize, held.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_release_racing_a_pin_has_exactly_one_winner() {
+    let inv = Arc::new(MemoryInventory::in_memory());
+    let map = seat_map(&[("A", 10, 20)]);
+    inv.load_event(EVENT, map.clone(), Vec::new()).await.unwrap();
+    let far = u64::MAX / 2;
+    let mut races = Vec::new();
+    for seat in 0..map.len() as u32 {
+        let h =
+            inv.hold(HoldRequest { max_seats_per_user: u32::MAX, ..seats("alice", &[seat]) }).await.unwrap();
+        let (a, b) = (inv.clone(), inv.clone());
+        let release = tokio::spawn(async move { a.release(h.id).await });
+        let pin = tokio::spawn(async move { b.pin(h.id, "co", far).await });
+        races.push((h.id, release, pin));
+    }
+    let (mut released, mut pinned) = (0, 0);
+    for (id, release, pin) in races {
+        match (release.await.unwrap(), pin.await.unwrap()) {
+            (Ok(_), Err(InventoryError::HoldReleased)) => {
+                released += 1;
+                assert_eq!(inv.hold_view(id).await.unwrap().status, HoldStatus::Released);
+            }
+            (Err(InventoryError::HoldConfirming), Ok(_)) => {
+                pinned += 1;
+                assert_eq!(inv.hold_view(id).await.unwrap().status, HoldStatus::Confirming);
+            }
+            other => panic!("both or neither won: {other:?}"),
+        }
+    }
+    assert_eq!(released + pinned, map.len());
+    inv.check_invariants(EVENT).unwrap();
+    let counts = inv.seat_counts(EVENT).await.unwrap();
+    assert_eq!(counts.held as usize, pinned);
+}
+
+// ---------------------------------------------------------------------------------------
+// Model-based property test
+// ---------------------------------------------------------------------------------------
+
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    const USERS: usize = 5;
+    const USER_LIMIT: u32 = 6;
+    const PROP_TTL: u64 = 1_000;
+    const PIN_FOR: u64 = 300;
+
+    /// 4 rows of 10 seats in two sections: 40 seats.
+    fn prop_map() -> Arc<SeatMap> {
+        seat_map(&[("L", 2, 10), ("R", 2, 10)])
+    }
+
+    fn uid(u: usize) -> UserId {
+        user(&format!("user{u}"))
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Hold { user: usize, seats: Vec<u32> },
+        Best { user: usize, count: u32, section: Option<u16> },
+        Release(HoldRef),
+        Pin(HoldRef, u8),
+        Unpin(HoldRef, u8),
+        Confirm(HoldRef, u8),
+        View(HoldRef),
+        ExpireDue,
+    }
+
+    /// One of the holds made so far: mostly one of the latest (which are likely live).
+    #[derive(Debug, Clone)]
+    struct HoldRef {
+        recent: bool,
+        index: Index,
+    }
+
+    impl HoldRef {
+        fn pick(&self, made: usize) -> Option<usize> {
+            const RECENT: usize = 6;
+            match (made, self.recent) {
+                (0, _) => None,
+                (n, true) => Some(n - 1 - self.index.index(n.min(RECENT))),
+                (n, false) => Some(self.index.index(n)),
+            }
+        }
+    }
+
+    fn hold_ref() -> impl Strategy<Value = HoldRef> {
+        (proptest::bool::weighted(0.75), any::<Index>()).prop_map(|(recent, index)| HoldRef { recent, index })
+    }
+
+    #[derive(Debug, Clone)]
+    struct Step {
+        /// Clock advance before the operation (which then expires lazily what is due).
+        advance_ms: u64,
+        op: Op,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let all: Vec<u32> = (0..40).collect();
+        prop_oneof![
+            6 => (0..USERS, proptest::sample::subsequence(all, 1..=5).prop_shuffle())
+                .prop_map(|(user, seats)| Op::Hold { user, seats }),
+            2 => (0..USERS, 1..=5u32, proptest::option::of(0..2u16))
+                .prop_map(|(user, count, section)| Op::Best { user, count, section }),
+            3 => hold_ref().prop_map(Op::Release),
+            3 => (hold_ref(), 0..2u8).prop_map(|(i, a)| Op::Pin(i, a)),
+            2 => (hold_ref(), 0..2u8).prop_map(|(i, a)| Op::Unpin(i, a)),
+            3 => (hold_ref(), 0..2u8).prop_map(|(i, a)| Op::Confirm(i, a)),
+            1 => hold_ref().prop_map(Op::View),
+            1 => Just(Op::ExpireDue),
+        ]
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        (prop_oneof![5 => Just(0u64), 1 => 1..=400u64], op())
+            .prop_map(|(advance_ms, op)| Step { advance_ms, op })
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum MSeat {
+        Free,
+        Held(usize),
+        Sold,
+    }
+
+    #[derive(Debug, Clone)]
+    struct MHold {
+        id: HoldId,
+        user: usize,
+        seats: Vec<u32>,
+        expires_ms: u64,
+        /// `(attempt, deadline)` while pinned.
+        pin: Option<(u8, u64)>,
+        status: HoldStatus,
+    }
+
+    /// What the engine should be doing, written as plainly as possible.
+    struct Model {
+        now: u64,
+        version: u64,
+        seats: Vec<MSeat>,
+        holds: Vec<MHold>,
+        per_user: [u32; USERS],
+        sold: BTreeSet<u32>,
+    }
+
+    impl Model {
+        fn new(seats: usize, now: u64, version: u64) -> Self {
+            Model {
+                now,
+                version,
+                seats: vec![MSeat::Free; seats],
+                holds: Vec::new(),
+                per_user: [0; USERS],
+                sold: BTreeSet::new(),
+            }
+        }
+
+        fn bitmap(&self) -> Bitmap {
+            let mut b = Bitmap::all_available(self.seats.len());
+            for (i, s) in self.seats.iter().enumerate() {
+                if *s != MSeat::Free {
+                    b.set_available(i as u32, false);
+                }
+            }
+            b
+        }
+
+        fn end(&mut self, h: usize, status: HoldStatus) {
+            let hold = &mut self.holds[h];
+            assert!(hold.status.is_live());
+            hold.status = status;
+            hold.pin = None;
+            for &s in &hold.seats {
+                assert_eq!(self.seats[s as usize], MSeat::Held(h));
+                if status == HoldStatus::Confirmed {
+                    self.seats[s as usize] = MSeat::Sold;
+                    self.sold.insert(s);
+                } else {
+                    self.seats[s as usize] = MSeat::Free;
+                }
+            }
+            if status != HoldStatus::Confirmed {
+                self.per_user[hold.user] -= hold.seats.len() as u32;
+            }
+            self.version += 1;
+        }
+
+        fn expire_due(&mut self) -> u32 {
+            let due: Vec<usize> = (0..self.holds.len())
+                .filter(|&h| {
+                    let hold = &self.holds[h];
+                    hold.status == HoldStatus::Held && hold.expires_ms <= self.now
+                })
+                .collect();
+            for &h in &due {
+                self.end(h, HoldStatus::Expired);
+            }
+            due.len() as u32
+        }
+
+        fn not_live(&self, h: usize) -> InventoryError {
+            match self.holds[h].status {
+                HoldStatus::Released => InventoryError::HoldReleased,
+                HoldStatus::Expired => InventoryError::HoldExpired,
+                HoldStatus::Confirmed => InventoryError::AlreadyConfirmed,
+                live => unreachable!("{live:?} is live"),
+            }
+        }
+
+        fn install(&mut self, view: &HoldView, user: usize) {
+            let h = self.holds.len();
+            for &s in &view.seats {
+                assert_eq!(self.seats[s as usize], MSeat::Free, "engine handed out seat {s}");
+                self.seats[s as usize] = MSeat::Held(h);
+            }
+            self.per_user[user] += view.seats.len() as u32;
+            self.version += 1;
+            self.holds.push(MHold {
+                id: view.id,
+                user,
+                seats: view.seats.clone(),
+                expires_ms: self.now + PROP_TTL,
+                pin: None,
+                status: HoldStatus::Held,
+            });
+        }
+    }
+
+    /// Runs one step on the engine and the model; fails on any difference.
+    async fn run_step(
+        inv: &MemoryInventory,
+        clock: &ManualClock,
+        map: &SeatMap,
+        m: &mut Model,
+        step: &Step,
+    ) -> Result<(), TestCaseError> {
+        clock.advance_ms(step.advance_ms);
+        m.now += step.advance_ms;
+        match &step.op {
+            Op::Hold { user, seats } => {
+                m.expire_due();
+                let n = seats.len() as u32;
+                let current = m.per_user[*user];
+                let unavailable: Vec<u32> =
+                    seats.iter().copied().filter(|&s| m.seats[s as usize] != MSeat::Free).collect();
+                let expected = if current + n > USER_LIMIT {
+                    Err(InventoryError::UserLimit { current, requested: n, limit: USER_LIMIT })
+                } else if !unavailable.is_empty() {
+                    Err(InventoryError::SeatsUnavailable(unavailable))
+                } else {
+                    Ok(seats.clone())
+                };
+                let got = inv
+                    .hold(HoldRequest {
+                        event: EVENT,
+                        user: uid(*user),
+                        selection: Selection::Seats(seats.clone()),
+                        ttl_ms: PROP_TTL,
+                        max_seats_per_user: USER_LIMIT,
+                    })
+                    .await;
+                check_hold(m, got, expected, *user)?;
+            }
+            Op::Best { user, count, section } => {
+                m.expire_due();
+                let current = m.per_user[*user];
+                let expected = if current + count > USER_LIMIT {
+                    Err(InventoryError::UserLimit { current, requested: *count, limit: USER_LIMIT })
+                } else {
+                    map.best_available(&m.bitmap(), *count, *section).ok_or(InventoryError::NotEnoughSeats)
+                };
+                if let Ok(picked) = &expected {
+                    prop_assert_eq!(picked.len() as u32, *count);
+                }
+                let got = inv
+                    .hold(HoldRequest {
+                        event: EVENT,
+                        user: uid(*user),
+                        selection: Selection::BestAvailable { count: *count, section: *section },
+                        ttl_ms: PROP_TTL,
+                        max_seats_per_user: USER_LIMIT,
+                    })
+                    .await;
+                check_hold(m, got, expected, *user)?;
+            }
+            Op::Release(i) | Op::Pin(i, _) | Op::Unpin(i, _) | Op::Confirm(i, _) | Op::View(i) => {
+                let Some(h) = i.pick(m.holds.len()) else {
+                    let never = HoldId { event: EVENT, nonce: 1 };
+                    prop_assert_eq!(inv.hold_view(never).await, Err(InventoryError::UnknownHold));
+                    return Ok(());
+                };
+                m.expire_due();
+                let id = m.holds[h].id;
+                let status = m.holds[h].status;
+                let (got, expected) = match &step.op {
+                    Op::Release(_) => {
+                        let expected = match status {
+                            HoldStatus::Held => {
+                                m.end(h, HoldStatus::Released);
+                                Ok(HoldStatus::Released)
+                            }
+                            HoldStatus::Confirming => Err(InventoryError::HoldConfirming),
+                            _ => Err(m.not_live(h)),
+                        };
+                        (inv.release(id).await, expected)
+                    }
+                    Op::Pin(_, attempt) => {
+                        let deadline = m.now + PIN_FOR;
+                        let expected = match status {
+                            HoldStatus::Held => {
+                                m.holds[h].pin = Some((*attempt, deadline));
+                                m.holds[h].status = HoldStatus::Confirming;
+                                Ok(HoldStatus::Confirming)
+                            }
+                            HoldStatus::Confirming => Err(InventoryError::HoldConfirming),
+                            _ => Err(m.not_live(h)),
+                        };
+                        (inv.pin(id, &attempt_name(*attempt), deadline).await, expected)
+                    }
+                    Op::Unpin(_, attempt) => {
+                        let expected = match (status, m.holds[h].pin) {
+                            (HoldStatus::Confirming, Some((a, _))) if a == *attempt => {
+                                m.holds[h].pin = None;
+                                m.holds[h].status = HoldStatus::Held;
+                                if m.holds[h].expires_ms <= m.now {
+                                    m.end(h, HoldStatus::Expired);
+                                }
+                                Ok(m.holds[h].status)
+                            }
+                            (s, _) if s.is_live() => Err(InventoryError::NotPinned),
+                            _ => Err(m.not_live(h)),
+                        };
+                        (inv.unpin(id, &attempt_name(*attempt)).await, expected)
+                    }
+                    Op::Confirm(_, attempt) => {
+                        let expected = match (status, m.holds[h].pin) {
+                            (HoldStatus::Confirming, Some((a, _))) if a == *attempt => {
+                                m.end(h, HoldStatus::Confirmed);
+                                Ok(HoldStatus::Confirmed)
+                            }
+                            (s, _) if s.is_live() => Err(InventoryError::NotPinned),
+                            _ => Err(m.not_live(h)),
+                        };
+                        (inv.confirm(id, &attempt_name(*attempt)).await, expected)
+                    }
+                    Op::View(_) => (inv.hold_view(id).await, Ok(status)),
+                    _ => unreachable!(),
+                };
+                let got = got.map(|view| {
+                    assert_eq!(view.id, id);
+                    assert_eq!(view.seats, m.holds[h].seats);
+                    view.status
+                });
+                prop_assert_eq!(got, expected, "{:?} of hold #{}", step.op, h);
+            }
+            Op::ExpireDue => {
+                let expected = m.expire_due();
+                prop_assert_eq!(inv.expire_due().await, Ok(expected));
+            }
+        }
+        Ok(())
+    }
+
+    fn attempt_name(a: u8) -> String {
+        format!("attempt-{a}")
+    }
+
+    fn check_hold(
+        m: &mut Model,
+        got: Result<HoldView, InventoryError>,
+        expected: Result<Vec<u32>, InventoryError>,
+        user: usize,
+    ) -> Result<(), TestCaseError> {
+        match (got, expected) {
+            (Ok(view), Ok(seats)) => {
+                prop_assert_eq!(&view.seats, &seats);
+                prop_assert_eq!(view.status, HoldStatus::Held);
+                prop_assert_eq!(&view.user, &uid(user));
+                prop_assert_eq!((view.created_ms, view.expires_ms), (m.now, m.now + PROP_TTL));
+                for s in &view.seats {
+                    prop_assert!(!m.sold.contains(s), "sold seat {} held again", s);
+                }
+                prop_assert!(m.holds.iter().all(|h| h.id != view.id), "hold id reused");
+                m.install(&view, user);
+            }
+            (got, expected) => prop_assert_eq!(got.map(|v| v.seats), expected),
+        }
+        Ok(())
+    }
+
+    /// Everything that must hold between any two steps.
+    async fn check_state(
+        inv: &MemoryInventory,
+        m: &mut Model,
+        last_sold: &mut u32,
+    ) -> Result<(), TestCaseError> {
+        if let Err(broken) = inv.check_invariants(EVENT) {
+            return Err(TestCaseError::fail(format!("invariant broken: {broken}")));
+        }
+        // Availability expires lazily, and so does the model.
+        m.expire_due();
+        let s = snapshot(inv, EVENT, m.seats.len()).await;
+        prop_assert_eq!(&s.bitmap, &m.bitmap(), "bitmap differs from the model");
+        prop_assert_eq!(s.version, m.version, "version differs from the model");
+        for &sold in &m.sold {
+            prop_assert!(!s.bitmap.is_available(sold), "sold seat {} is available", sold);
+        }
+
+        let counts = inv.seat_counts(EVENT).await.unwrap();
+        let held = m.seats.iter().filter(|s| matches!(s, MSeat::Held(_))).count() as u32;
+        prop_assert_eq!(counts, SeatCounts { available: s.available_count, held, sold: m.sold.len() as u32 });
+        prop_assert!(counts.sold >= *last_sold, "a sold seat came back");
+        *last_sold = counts.sold;
+        for u in 0..USERS {
+            let n = inv.user_seat_count(EVENT, &uid(u)).await.unwrap();
+            prop_assert_eq!(n, m.per_user[u], "seats of user {}", u);
+        }
+
+        // No seat is in two live holds, as the engine reports them.
+        let mut owner: HashMap<u32, HoldId> = HashMap::new();
+        for hold in m.holds.iter().filter(|h| h.status.is_live()) {
+            let view = inv.hold_view(hold.id).await.unwrap();
+            prop_assert_eq!(view.status, hold.status);
+            for s in view.seats {
+                prop_assert!(owner.insert(s, hold.id).is_none(), "seat {} in two live holds", s);
+            }
+        }
+
+        let mut stale: Vec<HoldId> = inv.stale_pins().await.unwrap().into_iter().map(|p| p.hold).collect();
+        stale.sort();
+        let mut expected: Vec<HoldId> = m
+            .holds
+            .iter()
+            .filter(|h| h.pin.is_some_and(|(_, deadline)| deadline < m.now))
+            .map(|h| h.id)
+            .collect();
+        expected.sort();
+        prop_assert_eq!(stale, expected, "stale pins");
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_operations_keep_the_engine_equal_to_a_simple_model(
+            steps in proptest::collection::vec(step(), 1..200)
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let map = prop_map();
+                let clock = Arc::new(ManualClock::new(START_MS));
+                let inv = MemoryInventory::open(MemoryConfig::default(), clock.clone()).unwrap();
+                inv.load_event(EVENT, map.clone(), Vec::new()).await.unwrap();
+                let version = inv.availability(EVENT).await.unwrap().version;
+                let mut m = Model::new(map.len(), START_MS, version);
+                let mut last_sold = 0;
+                check_state(&inv, &mut m, &mut last_sold).await?;
+                for step in &steps {
+                    run_step(&inv, &clock, &map, &mut m, step).await?;
+                    check_state(&inv, &mut m, &mut last_sold).await?;
+                }
+                Ok::<(), TestCaseError>(())
+            })?;
+        }
+    }
+}
