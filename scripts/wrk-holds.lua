@@ -9,7 +9,6 @@ local rows = tonumber(os.getenv("BO_ROWS") or "25")
 local seats = tonumber(os.getenv("BO_SEATS") or "100")
 local tokens = {}
 local pending = {}
-local counts = {}
 
 function init(args)
   for line in io.lines(os.getenv("BO_TOKENS")) do
@@ -35,7 +34,7 @@ function request()
 end
 
 function response(status, headers, body)
-  counts[status] = (counts[status] or 0) + 1
+
   if status == 201 then
     local hold = string.match(body, '"hold_id":"([^"]+)"')
     local index = tonumber(string.match(body, '"index":(%d+)'))
@@ -43,13 +42,4 @@ function response(status, headers, body)
       pending[#pending + 1] = { hold = hold, token = token_of(index) }
     end
   end
-end
-
-function done(summary, latency, requests)
-  local parts = {}
-  for status, n in pairs(counts) do
-    parts[#parts + 1] = status .. "=" .. n
-  end
-  table.sort(parts)
-  io.write("status counts: " .. table.concat(parts, " ") .. "\n")
 end

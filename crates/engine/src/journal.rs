@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 
 use boxoffice_core::{EventId, HoldId, UnixMs, UserId};
 use parking_lot::{Condvar, Mutex};
-use tokio::sync::watch;
+use tokio::sync::oneshot;
 
 const FILE_NAME: &str = "holds.journal";
 const NEW_FILE_NAME: &str = "holds.journal.new";
@@ -192,22 +192,33 @@ pub fn replay(bytes: &[u8]) -> (Vec<JournaledHold>, usize) {
     (holds, at)
 }
 
-#[derive(Debug, Clone, Default)]
-struct Durable {
-    seq: u64,
-    failed: Option<String>,
+/// A promise that appended bytes will be durable: resolved by the writer thread once
+/// their batch is written (and synced, per the [`SyncMode`]).
+#[must_use = "a ticket says when the change is durable"]
+pub struct Ticket(oneshot::Receiver<Result<(), String>>);
+
+impl Ticket {
+    pub async fn wait(self) -> Result<(), String> {
+        self.0.await.unwrap_or_else(|_| Err("the journal writer stopped".to_owned()))
+    }
 }
+
+type Waiter = oneshot::Sender<Result<(), String>>;
 
 struct Pending {
     buf: Vec<u8>,
-    last_seq: u64,
+    /// One per append: resolved when the batch holding its bytes is durable.
+    waiters: Vec<Waiter>,
+    /// The writer is parked on the condvar (so an append must wake it).
+    writer_idle: bool,
     closed: bool,
+    /// Once a write fails every later append fails too: fail closed.
+    failed: Option<String>,
 }
 
 struct Shared {
     pending: Mutex<Pending>,
     wake: Condvar,
-    durable: watch::Sender<Durable>,
 }
 
 /// The journal of one data directory.
@@ -240,11 +251,15 @@ impl Journal {
         }
         let file =
             OpenOptions::new().create(true).write(true).truncate(true).open(dir.join(NEW_FILE_NAME))?;
-        let (durable, _) = watch::channel(Durable::default());
         let shared = Arc::new(Shared {
-            pending: Mutex::new(Pending { buf: Vec::with_capacity(1 << 16), last_seq: 0, closed: false }),
+            pending: Mutex::new(Pending {
+                buf: Vec::with_capacity(1 << 16),
+                waiters: Vec::new(),
+                writer_idle: false,
+                closed: false,
+                failed: None,
+            }),
             wake: Condvar::new(),
-            durable,
         });
         let writer_shared = shared.clone();
         let writer = std::thread::Builder::new()
@@ -254,36 +269,45 @@ impl Journal {
         Ok((journal, holds))
     }
 
-    /// Queues a record; returns its sequence number for [`wait_durable`](Self::wait_durable).
-    /// Call it inside the critical section that made the change, so that the journal's
-    /// order is the order of the changes.
-    pub fn append(&self, record: &Record) -> u64 {
-        let mut pending = self.shared.pending.lock();
-        record.encode(&mut pending.buf);
-        pending.last_seq += 1;
-        let seq = pending.last_seq;
-        drop(pending);
-        self.shared.wake.notify_one();
-        seq
+    /// Encodes a record into `out` (to batch several records into one append).
+    pub fn encode(record: &Record, out: &mut Vec<u8>) {
+        record.encode(out);
     }
 
-    /// Waits until record `seq` is durable (per the [`SyncMode`]).
-    pub async fn wait_durable(&self, seq: u64) -> Result<(), String> {
-        let mut rx = self.shared.durable.subscribe();
-        let durable = rx
-            .wait_for(|d| d.seq >= seq || d.failed.is_some())
-            .await
-            .map_err(|_| "journal writer stopped".to_owned())?;
-        match &durable.failed {
-            Some(error) => Err(error.clone()),
-            None => Ok(()),
+    /// Queues encoded records. Call it inside the critical section that made the change,
+    /// so that the journal's order is the order of the changes; await the ticket after
+    /// leaving it.
+    pub fn append_bytes(&self, bytes: &[u8]) -> Ticket {
+        let (tx, rx) = oneshot::channel();
+        let mut pending = self.shared.pending.lock();
+        if let Some(error) = &pending.failed {
+            let _ = tx.send(Err(error.clone()));
+            return Ticket(rx);
         }
+        if pending.closed {
+            let _ = tx.send(Err("the journal is closed".to_owned()));
+            return Ticket(rx);
+        }
+        pending.buf.extend_from_slice(bytes);
+        pending.waiters.push(tx);
+        let wake = pending.writer_idle;
+        drop(pending);
+        if wake {
+            self.shared.wake.notify_one();
+        }
+        Ticket(rx)
+    }
+
+    /// Queues one record.
+    pub fn append(&self, record: &Record) -> Ticket {
+        let mut bytes = Vec::new();
+        record.encode(&mut bytes);
+        self.append_bytes(&bytes)
     }
 
     /// Waits until everything appended so far is durable.
     pub async fn flush(&self) -> Result<(), String> {
-        let seq = self.shared.pending.lock().last_seq;
-        self.wait_durable(seq).await
+        self.append_bytes(&[]).wait().await
     }
 
     /// Makes the fresh file (holding the recovered holds and everything since) the journal.
@@ -315,30 +339,45 @@ impl Drop for Journal {
 fn write_loop(shared: &Shared, mut file: File, mode: SyncMode) {
     let mut spare = Vec::with_capacity(1 << 16);
     loop {
-        let seq = {
+        let waiters = {
             let mut pending = shared.pending.lock();
-            while pending.buf.is_empty() && !pending.closed {
+            while pending.buf.is_empty() && pending.waiters.is_empty() && !pending.closed {
+                pending.writer_idle = true;
                 shared.wake.wait(&mut pending);
             }
-            if pending.buf.is_empty() {
+            pending.writer_idle = false;
+            if pending.buf.is_empty() && pending.waiters.is_empty() {
                 return;
             }
             std::mem::swap(&mut pending.buf, &mut spare);
-            pending.last_seq
+            std::mem::take(&mut pending.waiters)
         };
-        let written = file.write_all(&spare).and_then(|()| match mode {
-            SyncMode::Fsync => file.sync_data(),
-            SyncMode::Write => Ok(()),
-        });
+        let written = if spare.is_empty() {
+            Ok(())
+        } else {
+            file.write_all(&spare).and_then(|()| match mode {
+                SyncMode::Fsync => file.sync_data(),
+                SyncMode::Write => Ok(()),
+            })
+        };
         spare.clear();
         match written {
             Ok(()) => {
-                shared.durable.send_modify(|d| d.seq = seq);
+                for waiter in waiters {
+                    let _ = waiter.send(Ok(()));
+                }
             }
             Err(e) => {
-                // Fail closed: every waiter from now on gets the error.
                 tracing::error!(error = %e, "hold journal write failed; holds are refused");
-                shared.durable.send_modify(|d| d.failed = Some(e.to_string()));
+                let error = format!("the hold journal cannot be written: {e}");
+                let late = {
+                    let mut pending = shared.pending.lock();
+                    pending.failed = Some(error.clone());
+                    std::mem::take(&mut pending.waiters)
+                };
+                for waiter in waiters.into_iter().chain(late) {
+                    let _ = waiter.send(Err(error.clone()));
+                }
                 return;
             }
         }
@@ -400,10 +439,9 @@ mod tests {
             let (journal, live) = Journal::open(dir.path(), SyncMode::Fsync).unwrap();
             assert!(live.is_empty());
             journal.commit_recovery().await.unwrap();
-            let seq = journal.append(&held(1, vec![5]));
-            journal.wait_durable(seq).await.unwrap();
-            journal.append(&held(2, vec![6]));
-            journal.append(&Record::End { hold: hold(2), reason: EndReason::Expired });
+            journal.append(&held(1, vec![5])).wait().await.unwrap();
+            let _ = journal.append(&held(2, vec![6]));
+            let _ = journal.append(&Record::End { hold: hold(2), reason: EndReason::Expired });
             journal.flush().await.unwrap();
         }
         let (journal, live) = Journal::open(dir.path(), SyncMode::Write).unwrap();

@@ -14,7 +14,7 @@ use boxoffice_core::{Bitmap, EventId, HoldId, HoldStatus, HoldView, SeatMap, Uni
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
-use crate::journal::{EndReason, Journal, JournaledHold, Record, SyncMode};
+use crate::journal::{EndReason, Journal, JournaledHold, Record, SyncMode, Ticket};
 use crate::{
     Availability, Clock, HoldRequest, Inventory, InventoryError, Result, SeatCounts, Selection, SoldSeat,
     StalePin, SystemClock,
@@ -59,6 +59,10 @@ struct LiveHold {
     pin: Option<Pin>,
 }
 
+/// A `HashMap` with a fast, seeded hasher: hold ids are random and user ids come from
+/// verified tokens, and the default SipHash costs more than the rest of a hold.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 #[derive(Debug, Clone)]
 struct EndedHold {
     hold: LiveHold,
@@ -69,14 +73,14 @@ struct ShardState {
     seats: Vec<SeatState>,
     bitmap: Bitmap,
     version: u64,
-    holds: HashMap<u128, LiveHold>,
+    holds: FastMap<u128, LiveHold>,
     /// `(expires_ms, nonce)` of every unpinned live hold.
     expiry: BTreeSet<(UnixMs, u128)>,
     /// Seats per user, held plus sold.
-    per_user: HashMap<UserId, u32>,
+    per_user: FastMap<UserId, u32>,
     held_seats: u32,
     sold_seats: u32,
-    ended: HashMap<u128, EndedHold>,
+    ended: FastMap<u128, EndedHold>,
     ended_order: VecDeque<u128>,
     cached: Option<Availability>,
 }
@@ -162,10 +166,10 @@ impl MemoryInventory {
         self.shards.read().values().cloned().collect()
     }
 
-    async fn durable(&self, seq: Option<u64>) -> Result<()> {
-        match (&self.journal, seq) {
-            (Some(journal), Some(seq)) => journal.wait_durable(seq).await.map_err(InventoryError::Journal),
-            _ => Ok(()),
+    async fn durable(&self, ticket: Option<Ticket>) -> Result<()> {
+        match ticket {
+            Some(ticket) => ticket.wait().await.map_err(InventoryError::Journal),
+            None => Ok(()),
         }
     }
 }
@@ -175,18 +179,40 @@ struct Step<'a> {
     shard: &'a Shard,
     journal: Option<&'a Journal>,
     config: &'a MemoryConfig,
-    last_seq: Option<u64>,
+    /// Records of this step, appended to the journal as one batch by `submit`.
+    records: Vec<u8>,
+}
+
+impl Drop for Step<'_> {
+    fn drop(&mut self) {
+        // A step that returned early (an error after expiring holds) still journals what
+        // it changed. Order across holds does not matter on replay: records name holds.
+        drop(self.submit());
+    }
 }
 
 impl Step<'_> {
     fn append(&mut self, record: Record) {
-        if let Some(journal) = self.journal {
-            self.last_seq = Some(journal.append(&record));
+        if self.journal.is_some() {
+            Journal::encode(&record, &mut self.records);
+        }
+    }
+
+    /// Hands this step's records to the journal; call it before leaving the critical
+    /// section, so that the journal's order is the order of the changes.
+    fn submit(&mut self) -> Option<Ticket> {
+        match self.journal {
+            Some(journal) if !self.records.is_empty() => {
+                let ticket = journal.append_bytes(&self.records);
+                self.records.clear();
+                Some(ticket)
+            }
+            _ => None,
         }
     }
 
     /// Ends a live hold: its seats become available (or sold, when confirmed).
-    fn end(&mut self, st: &mut ShardState, nonce: u128, status: HoldStatus) -> LiveHold {
+    fn end(&mut self, st: &mut ShardState, nonce: u128, status: HoldStatus) {
         let hold = st.holds.remove(&nonce).expect("ending a hold that is live");
         st.expiry.remove(&(hold.expires_ms, nonce));
         let confirmed = status == HoldStatus::Confirmed;
@@ -217,14 +243,13 @@ impl Step<'_> {
             HoldStatus::Held | HoldStatus::Confirming => unreachable!("a live status ends nothing"),
         };
         self.append(Record::End { hold: HoldId { event: self.shard.event, nonce }, reason });
-        st.ended.insert(nonce, EndedHold { hold: hold.clone(), status });
+        st.ended.insert(nonce, EndedHold { hold, status });
         st.ended_order.push_back(nonce);
         while st.ended_order.len() > self.config.ended_holds_kept_per_event {
             if let Some(old) = st.ended_order.pop_front() {
                 st.ended.remove(&old);
             }
         }
-        hold
     }
 
     /// Expires every unpinned hold whose time is up.
@@ -254,12 +279,12 @@ impl ShardState {
             seats: vec![SeatState::Available; map.len()],
             bitmap: Bitmap::all_available(map.len()),
             version: 0,
-            holds: HashMap::new(),
+            holds: FastMap::default(),
             expiry: BTreeSet::new(),
-            per_user: HashMap::new(),
+            per_user: FastMap::default(),
             held_seats: 0,
             sold_seats: 0,
-            ended: HashMap::new(),
+            ended: FastMap::default(),
             ended_order: VecDeque::new(),
             cached: None,
         }
@@ -370,7 +395,7 @@ impl ShardState {
 
 impl MemoryInventory {
     fn step<'a>(&'a self, shard: &'a Shard) -> Step<'a> {
-        Step { shard, journal: self.journal.as_ref(), config: &self.config, last_seq: None }
+        Step { shard, journal: self.journal.as_ref(), config: &self.config, records: Vec::new() }
     }
 
     /// Runs `f` on a live hold under its shard's lock, after expiring what is due.
@@ -390,7 +415,7 @@ impl MemoryInventory {
             } else {
                 Err(st.not_live(id.nonce))
             };
-            (result, step.last_seq)
+            (result, step.submit())
         };
         self.durable(seq).await?;
         result
@@ -458,7 +483,7 @@ impl Inventory for MemoryInventory {
                     tracing::info!(%event, restored, dropped, "holds recovered from the journal");
                 }
                 debug_assert_eq!(st.check(&shard.map), Ok(()));
-                step.last_seq
+                step.submit()
             };
             self.shards.write().insert(event, shard);
             last_seq
@@ -525,7 +550,7 @@ impl Inventory for MemoryInventory {
                 expires_ms: hold.expires_ms,
             });
             st.install(id.nonce, hold);
-            (st.view(request.event, id.nonce)?, step.last_seq)
+            (st.view(request.event, id.nonce)?, step.submit())
         };
         self.durable(seq).await?;
         Ok(view)
@@ -538,7 +563,7 @@ impl Inventory for MemoryInventory {
             let mut step = self.step(&shard);
             let mut st = shard.state.lock();
             step.expire_due(&mut st, now);
-            (st.view(id.event, id.nonce), step.last_seq)
+            (st.view(id.event, id.nonce), step.submit())
         };
         self.durable(seq).await?;
         view
@@ -617,7 +642,7 @@ impl Inventory for MemoryInventory {
                     fresh
                 }
             };
-            (availability, step.last_seq)
+            (availability, step.submit())
         };
         self.durable(seq).await?;
         Ok(availability)
@@ -635,7 +660,7 @@ impl Inventory for MemoryInventory {
                 held: st.held_seats,
                 sold: st.sold_seats,
             };
-            (counts, step.last_seq)
+            (counts, step.submit())
         };
         self.durable(seq).await?;
         Ok(counts)
@@ -648,7 +673,7 @@ impl Inventory for MemoryInventory {
             let mut step = self.step(&shard);
             let mut st = shard.state.lock();
             step.expire_due(&mut st, now);
-            (st.per_user.get(user).copied().unwrap_or(0), step.last_seq)
+            (st.per_user.get(user).copied().unwrap_or(0), step.submit())
         };
         self.durable(seq).await?;
         Ok(count)
@@ -657,14 +682,16 @@ impl Inventory for MemoryInventory {
     async fn expire_due(&self) -> Result<u32> {
         let now = self.clock.now_ms();
         let mut total = 0;
-        let mut last_seq = None;
+        let mut tickets = Vec::new();
         for shard in self.all_shards() {
             let mut step = self.step(&shard);
             let mut st = shard.state.lock();
             total += step.expire_due(&mut st, now);
-            last_seq = last_seq.max(step.last_seq);
+            tickets.extend(step.submit());
         }
-        self.durable(last_seq).await?;
+        for ticket in tickets {
+            self.durable(Some(ticket)).await?;
+        }
         Ok(total)
     }
 

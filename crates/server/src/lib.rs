@@ -150,7 +150,11 @@ impl Application {
         let app = http::router(state.clone());
         let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
         let startup = tokio::spawn(start_up(state.clone(), workers_stopped));
-        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        // Answers are small and latency matters: no Nagle delay.
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
         let _ = stop_workers.send(true);
         startup.abort();
         if let Err(e) = state.memory.flush().await {

@@ -1,12 +1,7 @@
 //! `/metrics` in Prometheus format, and the per-route latency histogram.
 
-use std::sync::OnceLock;
-use std::time::Instant;
-
-use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
-use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
 
 const LATENCY_BUCKETS_SECONDS: &[f64] =
     &[0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
@@ -38,19 +33,4 @@ fn describe() {
     metrics::describe_counter!("boxoffice_checkouts_total", "Checkouts by outcome");
     metrics::describe_counter!("boxoffice_reconciled_total", "Repairs made by the reconciler");
     metrics::describe_histogram!("boxoffice_http_request_duration_seconds", "HTTP request latency by route");
-}
-
-pub async fn track(request: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
-    let method = request.method().as_str().to_owned();
-    let response = next.run(request).await;
-    metrics::histogram!(
-        "boxoffice_http_request_duration_seconds",
-        "method" => method,
-        "route" => route,
-        "status" => response.status().as_u16().to_string(),
-    )
-    .record(start.elapsed().as_secs_f64());
-    response
 }

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod availability;
 pub mod dto;
+pub mod edge;
 pub mod events;
 pub mod health;
 pub mod holds;
@@ -14,10 +15,8 @@ pub mod metrics;
 pub mod orders;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use axum::routing::get;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -69,7 +68,7 @@ pub fn router(state: AppState) -> Router {
             "/openapi.json",
             get(move || async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi) }),
         )
-        .route_layer(middleware::from_fn(metrics::track))
+        .route_layer(edge::EdgeLayer::new(state.clone()))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -78,56 +77,8 @@ pub fn router(state: AppState) -> Router {
                 "method not allowed on this route",
             )
         })
-        .layer(middleware::from_fn_with_state(state.clone(), not_ready_yet))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn(json_errors))
         .with_state(state)
-}
-
-/// Rejections the framework answers itself (e.g. a path segment that is not UTF-8) in the
-/// API's format: an error response that is not JSON becomes `{"error":{"code","message"}}`.
-async fn json_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
-    let status = response.status();
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if status.as_u16() < 400 || is_json {
-        return response;
-    }
-    let (parts, body) = response.into_parts();
-    let text = axum::body::to_bytes(body, 4096)
-        .await
-        .ok()
-        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
-        .filter(|t| !t.is_empty());
-    let code = match status {
-        StatusCode::BAD_REQUEST => "INVALID_REQUEST",
-        StatusCode::NOT_FOUND => "NOT_FOUND",
-        StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
-        StatusCode::PAYLOAD_TOO_LARGE => "BODY_TOO_LARGE",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "UNSUPPORTED_MEDIA_TYPE",
-        s if s.is_server_error() => "INTERNAL",
-        _ => "REQUEST_FAILED",
-    };
-    let message = text.unwrap_or_else(|| status.canonical_reason().unwrap_or("request failed").to_owned());
-    let mut json = ApiError::new(status, code, message).into_response();
-    for (name, value) in &parts.headers {
-        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-            json.headers_mut().entry(name).or_insert_with(|| value.clone());
-        }
-    }
-    json
-}
-
-/// Until recovery has finished, the API answers 503 (health and docs still answer).
-async fn not_ready_yet(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if !state.is_ready() && request.uri().path().starts_with("/v1/") {
-        return ApiError::unavailable("NOT_READY", "the server is starting up").into_response();
-    }
-    next.run(request).await
 }
 
 /// Parses a `limit` query parameter: 1-100, default 20.
