@@ -57,22 +57,20 @@ struct LiveHold {
     created_ms: UnixMs,
     expires_ms: UnixMs,
     pin: Option<Pin>,
+    /// How the hold ended; `None` while it is live. Ended holds stay in the table (the
+    /// newest `ended_holds_kept_per_event`) so that their status can still be read.
+    ended: Option<HoldStatus>,
 }
 
 /// A `HashMap` with a fast, seeded hasher: hold ids are random and user ids come from
 /// verified tokens, and the default SipHash costs more than the rest of a hold.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-#[derive(Debug, Clone)]
-struct EndedHold {
-    hold: LiveHold,
-    status: HoldStatus,
-}
-
 struct ShardState {
     seats: Vec<SeatState>,
     bitmap: Bitmap,
     version: u64,
+    /// Live holds and the most recently ended ones (see `LiveHold::ended`).
     holds: FastMap<u128, LiveHold>,
     /// `(expires_ms, nonce)` of every unpinned live hold.
     expiry: BTreeSet<(UnixMs, u128)>,
@@ -80,7 +78,7 @@ struct ShardState {
     per_user: FastMap<UserId, u32>,
     held_seats: u32,
     sold_seats: u32,
-    ended: FastMap<u128, EndedHold>,
+    /// Ended holds still in `holds`, oldest first.
     ended_order: VecDeque<u128>,
     cached: Option<Availability>,
 }
@@ -213,26 +211,29 @@ impl Step<'_> {
 
     /// Ends a live hold: its seats become available (or sold, when confirmed).
     fn end(&mut self, st: &mut ShardState, nonce: u128, status: HoldStatus) {
-        let hold = st.holds.remove(&nonce).expect("ending a hold that is live");
-        st.expiry.remove(&(hold.expires_ms, nonce));
+        let hold = st.holds.get_mut(&nonce).filter(|h| h.ended.is_none()).expect("ending a hold that is live");
+        hold.ended = Some(status);
+        let seats = std::mem::take(&mut hold.seats);
+        let (user, expires_ms) = (hold.user.clone(), hold.expires_ms);
+        st.expiry.remove(&(expires_ms, nonce));
         let confirmed = status == HoldStatus::Confirmed;
-        for &seat in &hold.seats {
+        for &seat in &seats {
             debug_assert_eq!(st.seats[seat as usize], SeatState::Held(nonce));
             if confirmed {
-                st.seats[seat as usize] = SeatState::Sold(hold.user.clone());
+                st.seats[seat as usize] = SeatState::Sold(user.clone());
             } else {
                 st.seats[seat as usize] = SeatState::Available;
                 st.bitmap.set_available(seat, true);
             }
         }
-        let n = hold.seats.len() as u32;
+        let n = seats.len() as u32;
         st.held_seats -= n;
         if confirmed {
             st.sold_seats += n;
-        } else if let Some(count) = st.per_user.get_mut(&hold.user) {
+        } else if let Some(count) = st.per_user.get_mut(&user) {
             *count -= n;
             if *count == 0 {
-                st.per_user.remove(&hold.user);
+                st.per_user.remove(&user);
             }
         }
         st.version += 1;
@@ -243,13 +244,16 @@ impl Step<'_> {
             HoldStatus::Held | HoldStatus::Confirming => unreachable!("a live status ends nothing"),
         };
         self.append(Record::End { hold: HoldId { event: self.shard.event, nonce }, reason });
-        st.ended.insert(nonce, EndedHold { hold, status });
-        st.ended_order.push_back(nonce);
-        while st.ended_order.len() > self.config.ended_holds_kept_per_event {
+        if let Some(hold) = st.holds.get_mut(&nonce) {
+            hold.seats = seats;
+        }
+        // The hold just ended is always kept: the caller reads its view next.
+        while st.ended_order.len() >= self.config.ended_holds_kept_per_event.max(1) {
             if let Some(old) = st.ended_order.pop_front() {
-                st.ended.remove(&old);
+                st.holds.remove(&old);
             }
         }
+        st.ended_order.push_back(nonce);
     }
 
     /// Expires every unpinned hold whose time is up.
@@ -284,20 +288,17 @@ impl ShardState {
             per_user: FastMap::default(),
             held_seats: 0,
             sold_seats: 0,
-            ended: FastMap::default(),
             ended_order: VecDeque::new(),
             cached: None,
         }
     }
 
     fn view(&self, event: EventId, nonce: u128) -> Result<HoldView> {
-        let (hold, status) = match (self.holds.get(&nonce), self.ended.get(&nonce)) {
-            (Some(live), _) => {
-                let status = if live.pin.is_some() { HoldStatus::Confirming } else { HoldStatus::Held };
-                (live, status)
-            }
-            (None, Some(ended)) => (&ended.hold, ended.status),
-            (None, None) => return Err(InventoryError::UnknownHold),
+        let hold = self.holds.get(&nonce).ok_or(InventoryError::UnknownHold)?;
+        let status = match (hold.ended, &hold.pin) {
+            (Some(ended), _) => ended,
+            (None, Some(_)) => HoldStatus::Confirming,
+            (None, None) => HoldStatus::Held,
         };
         Ok(HoldView {
             id: HoldId { event, nonce },
@@ -312,7 +313,7 @@ impl ShardState {
 
     /// The error for an operation on a hold that is not live.
     fn not_live(&self, nonce: u128) -> InventoryError {
-        match self.ended.get(&nonce).map(|e| e.status) {
+        match self.holds.get(&nonce).and_then(|h| h.ended) {
             Some(HoldStatus::Expired) => InventoryError::HoldExpired,
             Some(HoldStatus::Released) => InventoryError::HoldReleased,
             Some(HoldStatus::Confirmed) => InventoryError::AlreadyConfirmed,
@@ -320,7 +321,20 @@ impl ShardState {
         }
     }
 
+    fn live(&self, nonce: u128) -> Option<&LiveHold> {
+        self.holds.get(&nonce).filter(|h| h.ended.is_none())
+    }
+
+    fn live_mut(&mut self, nonce: u128) -> Option<&mut LiveHold> {
+        self.holds.get_mut(&nonce).filter(|h| h.ended.is_none())
+    }
+
+    fn live_holds(&self) -> impl Iterator<Item = (&u128, &LiveHold)> {
+        self.holds.iter().filter(|(_, h)| h.ended.is_none())
+    }
+
     fn install(&mut self, nonce: u128, hold: LiveHold) {
+        debug_assert!(hold.ended.is_none());
         for &seat in &hold.seats {
             debug_assert_eq!(self.seats[seat as usize], SeatState::Available);
             self.seats[seat as usize] = SeatState::Held(nonce);
@@ -348,7 +362,7 @@ impl ShardState {
                     return Err(format!("seat {i} is taken but its bit is 1"));
                 }
                 SeatState::Held(nonce) => {
-                    let hold = self.holds.get(nonce).ok_or(format!("seat {i} held by a dead hold"))?;
+                    let hold = self.live(*nonce).ok_or(format!("seat {i} held by a dead hold"))?;
                     if !hold.seats.contains(&(i as u32)) {
                         return Err(format!("seat {i} is not in the hold that holds it"));
                     }
@@ -361,7 +375,7 @@ impl ShardState {
                 SeatState::Available => {}
             }
         }
-        for (nonce, hold) in &self.holds {
+        for (nonce, hold) in self.live_holds() {
             for &seat in &hold.seats {
                 if self.seats[seat as usize] != SeatState::Held(*nonce) {
                     return Err(format!("hold {nonce:x} lists seat {seat} it does not hold"));
@@ -373,7 +387,7 @@ impl ShardState {
                 return Err(format!("hold {nonce:x}: pinned holds, and only they, skip expiry"));
             }
         }
-        if self.expiry.len() != self.holds.values().filter(|h| h.pin.is_none()).count() {
+        if self.expiry.len() != self.live_holds().filter(|(_, h)| h.pin.is_none()).count() {
             return Err("expiry index lists dead holds".into());
         }
         if held != self.held_seats || sold != self.sold_seats {
@@ -410,7 +424,7 @@ impl MemoryInventory {
             let mut step = self.step(&shard);
             let mut st = shard.state.lock();
             step.expire_due(&mut st, now);
-            let result = if st.holds.contains_key(&id.nonce) {
+            let result = if st.live(id.nonce).is_some() {
                 f(&mut step, &mut st, now)
             } else {
                 Err(st.not_live(id.nonce))
@@ -475,6 +489,7 @@ impl Inventory for MemoryInventory {
                             created_ms: hold.created_ms,
                             expires_ms: hold.expires_ms,
                             pin: None,
+                            ended: None,
                         },
                     );
                     restored += 1;
@@ -541,6 +556,7 @@ impl Inventory for MemoryInventory {
                 created_ms: now,
                 expires_ms: now.saturating_add(request.ttl_ms),
                 pin: None,
+                ended: None,
             };
             step.append(Record::Hold {
                 hold: id,
@@ -571,7 +587,7 @@ impl Inventory for MemoryInventory {
 
     async fn release(&self, id: HoldId) -> Result<HoldView> {
         self.with_live_hold(id, |step, st, _| {
-            if st.holds[&id.nonce].pin.is_some() {
+            if st.live(id.nonce).expect("checked live").pin.is_some() {
                 return Err(InventoryError::HoldConfirming);
             }
             step.end(st, id.nonce, HoldStatus::Released);
@@ -582,7 +598,7 @@ impl Inventory for MemoryInventory {
 
     async fn pin(&self, id: HoldId, attempt: &str, deadline_ms: UnixMs) -> Result<HoldView> {
         self.with_live_hold(id, |_, st, _| {
-            let hold = st.holds.get_mut(&id.nonce).expect("checked live");
+            let hold = st.live_mut(id.nonce).expect("checked live");
             if hold.pin.is_some() {
                 return Err(InventoryError::HoldConfirming);
             }
@@ -596,7 +612,7 @@ impl Inventory for MemoryInventory {
 
     async fn unpin(&self, id: HoldId, attempt: &str) -> Result<HoldView> {
         self.with_live_hold(id, |step, st, now| {
-            let hold = st.holds.get_mut(&id.nonce).expect("checked live");
+            let hold = st.live_mut(id.nonce).expect("checked live");
             if hold.pin.as_ref().is_none_or(|p| p.attempt != attempt) {
                 return Err(InventoryError::NotPinned);
             }
@@ -613,7 +629,7 @@ impl Inventory for MemoryInventory {
 
     async fn confirm(&self, id: HoldId, attempt: &str) -> Result<HoldView> {
         self.with_live_hold(id, |step, st, _| {
-            let hold = &st.holds[&id.nonce];
+            let hold = st.live(id.nonce).expect("checked live");
             if hold.pin.as_ref().is_none_or(|p| p.attempt != attempt) {
                 return Err(InventoryError::NotPinned);
             }
@@ -700,7 +716,7 @@ impl Inventory for MemoryInventory {
         let mut stale = Vec::new();
         for shard in self.all_shards() {
             let st = shard.state.lock();
-            for (nonce, hold) in &st.holds {
+            for (nonce, hold) in st.live_holds() {
                 if let Some(pin) = hold.pin.as_ref().filter(|p| p.deadline_ms < now) {
                     stale.push(StalePin {
                         hold: HoldId { event: shard.event, nonce: *nonce },
