@@ -89,6 +89,27 @@ pub struct Availability {
     pub bitmap: Bytes,
 }
 
+/// The net change of availability between two versions of an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeatChanges {
+    pub from: u64,
+    pub to: u64,
+    /// Seats available at `to` that were not at `from`, ascending.
+    pub available: Vec<u32>,
+    /// Seats unavailable at `to` that were available at `from`, ascending.
+    pub unavailable: Vec<u32>,
+    /// When the oldest change in this set was made (for the live map's lag metric).
+    pub oldest_change_ms: Option<UnixMs>,
+}
+
+/// What the live map needs at once: the current availability, and the changes since a
+/// version when they are still remembered (`None`: too old, send a snapshot).
+#[derive(Debug, Clone)]
+pub struct Feed {
+    pub availability: Availability,
+    pub changes: Option<SeatChanges>,
+}
+
 /// Counts of seats by state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SeatCounts {
@@ -138,6 +159,10 @@ pub trait Inventory: Send + Sync + 'static {
 
     async fn availability(&self, event: EventId) -> Result<Availability>;
 
+    /// The current availability and, when still remembered, the net change since `since`
+    /// up to it, read in one step so that the two agree.
+    async fn feed(&self, event: EventId, since: u64) -> Result<Feed>;
+
     async fn seat_counts(&self, event: EventId) -> Result<SeatCounts>;
 
     /// Seats the user has in the event, held plus bought.
@@ -184,7 +209,10 @@ impl Clock for SystemClock {
 }
 
 fn precise_now_ms() -> UnixMs {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as UnixMs).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as UnixMs)
+        .unwrap_or(0)
 }
 
 /// A clock that moves only when told to.

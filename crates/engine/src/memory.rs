@@ -16,8 +16,8 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::journal::{EndReason, Journal, JournaledHold, Record, SyncMode, Ticket};
 use crate::{
-    Availability, Clock, HoldRequest, Inventory, InventoryError, Result, SeatCounts, Selection, SoldSeat,
-    StalePin, SystemClock,
+    Availability, Clock, Feed, HoldRequest, Inventory, InventoryError, Result, SeatChanges, SeatCounts,
+    Selection, SoldSeat, StalePin, SystemClock,
 };
 
 /// Settings of the embedded inventory.
@@ -29,12 +29,34 @@ pub struct MemoryConfig {
     /// Ended holds remembered per event, so that `GET /v1/holds/{id}` can say `released`,
     /// `expired` or `confirmed`; the oldest are forgotten first.
     pub ended_holds_kept_per_event: usize,
+    /// Seat changes remembered per event for the live map's deltas and resumes; a
+    /// viewer further behind gets a fresh snapshot.
+    pub change_ring_seats: usize,
+}
+
+impl MemoryConfig {
+    pub const DEFAULT_ENDED_HOLDS_KEPT_PER_EVENT: usize = 100_000;
+    pub const DEFAULT_CHANGE_RING_SEATS: usize = 65_536;
 }
 
 impl Default for MemoryConfig {
     fn default() -> Self {
-        MemoryConfig { journal_dir: None, sync: SyncMode::Fsync, ended_holds_kept_per_event: 100_000 }
+        MemoryConfig {
+            journal_dir: None,
+            sync: SyncMode::Fsync,
+            ended_holds_kept_per_event: Self::DEFAULT_ENDED_HOLDS_KEPT_PER_EVENT,
+            change_ring_seats: Self::DEFAULT_CHANGE_RING_SEATS,
+        }
     }
+}
+
+/// One seat's availability flip, at the version that made it.
+#[derive(Debug, Clone, Copy)]
+struct Change {
+    version: u64,
+    seat: u32,
+    available: bool,
+    at_ms: UnixMs,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +103,13 @@ struct ShardState {
     /// Ended holds still in `holds`, oldest first.
     ended_order: VecDeque<u128>,
     cached: Option<Availability>,
+    /// Recent availability flips, oldest first, bounded by `change_ring_seats`.
+    changes: VecDeque<Change>,
+    /// Changes after this version are all in `changes`.
+    changes_floor: u64,
+    change_capacity: usize,
+    /// The time of the current operation (set when it starts).
+    now_ms: UnixMs,
 }
 
 struct Shard {
@@ -211,7 +240,8 @@ impl Step<'_> {
 
     /// Ends a live hold: its seats become available (or sold, when confirmed).
     fn end(&mut self, st: &mut ShardState, nonce: u128, status: HoldStatus) {
-        let hold = st.holds.get_mut(&nonce).filter(|h| h.ended.is_none()).expect("ending a hold that is live");
+        let hold =
+            st.holds.get_mut(&nonce).filter(|h| h.ended.is_none()).expect("ending a hold that is live");
         hold.ended = Some(status);
         let seats = std::mem::take(&mut hold.seats);
         let (user, expires_ms) = (hold.user.clone(), hold.expires_ms);
@@ -224,6 +254,7 @@ impl Step<'_> {
             } else {
                 st.seats[seat as usize] = SeatState::Available;
                 st.bitmap.set_available(seat, true);
+                st.record_change(seat, true);
             }
         }
         let n = seats.len() as u32;
@@ -258,6 +289,7 @@ impl Step<'_> {
 
     /// Expires every unpinned hold whose time is up.
     fn expire_due(&mut self, st: &mut ShardState, now: UnixMs) -> u32 {
+        st.now_ms = now;
         let mut expired = 0;
         while let Some(&(expires_ms, nonce)) = st.expiry.first() {
             if expires_ms > now {
@@ -278,7 +310,7 @@ fn metrics_expired(n: u32) {
 }
 
 impl ShardState {
-    fn new(map: &SeatMap) -> Self {
+    fn new(map: &SeatMap, change_capacity: usize) -> Self {
         ShardState {
             seats: vec![SeatState::Available; map.len()],
             bitmap: Bitmap::all_available(map.len()),
@@ -290,6 +322,10 @@ impl ShardState {
             sold_seats: 0,
             ended_order: VecDeque::new(),
             cached: None,
+            changes: VecDeque::new(),
+            changes_floor: 0,
+            change_capacity,
+            now_ms: 0,
         }
     }
 
@@ -329,6 +365,63 @@ impl ShardState {
         self.holds.get_mut(&nonce).filter(|h| h.ended.is_none())
     }
 
+    /// Remembers a flip made by the operation in progress (at version `version + 1`).
+    fn record_change(&mut self, seat: u32, available: bool) {
+        if self.change_capacity == 0 {
+            self.changes_floor = self.version + 1;
+            return;
+        }
+        if self.changes.len() >= self.change_capacity
+            && let Some(oldest) = self.changes.pop_front()
+        {
+            self.changes_floor = oldest.version;
+        }
+        self.changes.push_back(Change { version: self.version + 1, seat, available, at_ms: self.now_ms });
+    }
+
+    /// The net change since `since`, if the ring still covers it.
+    fn changes_since(&self, since: u64) -> Option<SeatChanges> {
+        if since < self.changes_floor || since > self.version {
+            return None;
+        }
+        let start = self.changes.partition_point(|c| c.version <= since);
+        // First and last flip of each seat: a seat whose last flip restores its state at
+        // `since` did not change on balance.
+        let mut flips: FastMap<u32, (bool, bool)> = FastMap::default();
+        let mut oldest_change_ms = None;
+        for change in self.changes.range(start..) {
+            oldest_change_ms.get_or_insert(change.at_ms);
+            flips
+                .entry(change.seat)
+                .and_modify(|(_, last)| *last = change.available)
+                .or_insert((change.available, change.available));
+        }
+        let (mut available, mut unavailable) = (Vec::new(), Vec::new());
+        for (seat, (first, last)) in flips {
+            if first == last {
+                if last { available.push(seat) } else { unavailable.push(seat) }
+            }
+        }
+        available.sort_unstable();
+        unavailable.sort_unstable();
+        Some(SeatChanges { from: since, to: self.version, available, unavailable, oldest_change_ms })
+    }
+
+    fn availability(&mut self) -> Availability {
+        match &self.cached {
+            Some(cached) if cached.version == self.version => cached.clone(),
+            _ => {
+                let fresh = Availability {
+                    version: self.version,
+                    available_count: self.bitmap.count_available() as u32,
+                    bitmap: Bytes::from(self.bitmap.to_bytes()),
+                };
+                self.cached = Some(fresh.clone());
+                fresh
+            }
+        }
+    }
+
     fn live_holds(&self) -> impl Iterator<Item = (&u128, &LiveHold)> {
         self.holds.iter().filter(|(_, h)| h.ended.is_none())
     }
@@ -339,6 +432,7 @@ impl ShardState {
             debug_assert_eq!(self.seats[seat as usize], SeatState::Available);
             self.seats[seat as usize] = SeatState::Held(nonce);
             self.bitmap.set_available(seat, false);
+            self.record_change(seat, false);
         }
         let n = hold.seats.len() as u32;
         self.held_seats += n;
@@ -447,7 +541,11 @@ impl Inventory for MemoryInventory {
             if self.shards.read().contains_key(&event) {
                 return Ok(());
             }
-            let shard = Arc::new(Shard { event, state: Mutex::new(ShardState::new(&map)), map });
+            let shard = Arc::new(Shard {
+                event,
+                state: Mutex::new(ShardState::new(&map, self.config.change_ring_seats)),
+                map,
+            });
             let now = self.clock.now_ms();
             let recovered = recovered_by_event.remove(&event).unwrap_or_default();
             let last_seq = {
@@ -646,22 +744,25 @@ impl Inventory for MemoryInventory {
             let mut step = self.step(&shard);
             let mut st = shard.state.lock();
             step.expire_due(&mut st, now);
-            let availability = match &st.cached {
-                Some(cached) if cached.version == st.version => cached.clone(),
-                _ => {
-                    let fresh = Availability {
-                        version: st.version,
-                        available_count: st.bitmap.count_available() as u32,
-                        bitmap: Bytes::from(st.bitmap.to_bytes()),
-                    };
-                    st.cached = Some(fresh.clone());
-                    fresh
-                }
-            };
+            let availability = st.availability();
             (availability, step.submit())
         };
         self.durable(seq).await?;
         Ok(availability)
+    }
+
+    async fn feed(&self, event: EventId, since: u64) -> Result<Feed> {
+        let shard = self.shard(event)?;
+        let now = self.clock.now_ms();
+        let (feed, ticket) = {
+            let mut step = self.step(&shard);
+            let mut st = shard.state.lock();
+            step.expire_due(&mut st, now);
+            let feed = Feed { availability: st.availability(), changes: st.changes_since(since) };
+            (feed, step.submit())
+        };
+        self.durable(ticket).await?;
+        Ok(feed)
     }
 
     async fn seat_counts(&self, event: EventId) -> Result<SeatCounts> {

@@ -1499,3 +1499,51 @@ mod model {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Change feed
+// ---------------------------------------------------------------------------------------
+
+async fn feed_inventory(ring: usize) -> MemoryInventory {
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let config = MemoryConfig { change_ring_seats: ring, ..MemoryConfig::default() };
+    let inv = MemoryInventory::open(config, clock).unwrap();
+    inv.load_event(EVENT, small_map(), Vec::new()).await.unwrap();
+    inv
+}
+
+#[tokio::test]
+async fn feed_gives_the_net_change_since_a_version() {
+    let inv = feed_inventory(1024).await;
+    let v0 = inv.feed(EVENT, 0).await.unwrap();
+    assert_eq!(v0.availability.version, 0);
+    assert_eq!(v0.changes.as_ref().map(|c| (c.available.len(), c.unavailable.len())), Some((0, 0)));
+    let a = inv.hold(seats("ann", &[1, 2])).await.unwrap();
+    inv.hold(seats("bob", &[5])).await.unwrap();
+    inv.release(a.id).await.unwrap();
+    inv.hold(seats("cat", &[2])).await.unwrap();
+    let feed = inv.feed(EVENT, 0).await.unwrap();
+    let changes = feed.changes.expect("the ring covers version 0");
+    assert_eq!((changes.from, changes.to), (0, feed.availability.version));
+    // Seat 1 was taken and given back: no net change. Seats 2 and 5 are taken.
+    assert_eq!(changes.unavailable, vec![2, 5]);
+    assert!(changes.available.is_empty());
+    // Since the release, seats 1 and 2 came back and 2 went again: net, 1 is available.
+    let after_bob = 2;
+    let since = inv.feed(EVENT, after_bob).await.unwrap().changes.unwrap();
+    assert_eq!(since.available, vec![1]);
+    assert_eq!(since.unavailable, Vec::<u32>::new());
+}
+
+#[tokio::test]
+async fn feed_of_a_version_older_than_the_ring_or_from_the_future_has_no_changes() {
+    let inv = feed_inventory(4).await;
+    for seat in 0..6 {
+        inv.hold(seats("ann", &[seat])).await.ok();
+    }
+    let feed = inv.feed(EVENT, 0).await.unwrap();
+    assert!(feed.changes.is_none(), "six flips do not fit a ring of four");
+    let recent = feed.availability.version - 2;
+    assert!(inv.feed(EVENT, recent).await.unwrap().changes.is_some());
+    assert!(inv.feed(EVENT, feed.availability.version + 1).await.unwrap().changes.is_none());
+}

@@ -20,7 +20,16 @@ pub struct EventEntry {
     pub tier_prices: Vec<Money>,
     /// `GET /v1/events/{id}` body and its ETag.
     pub detail: (Bytes, String),
-    seats: OnceLock<(Bytes, String)>,
+    seats: OnceLock<SeatsDocument>,
+}
+
+/// `GET /v1/events/{id}/seats`, rendered once (the geometry never changes), plain and
+/// gzip-compressed (a 60,000-seat map is about 5 MB of JSON, far less compressed).
+pub struct SeatsDocument {
+    pub plain: Bytes,
+    pub gzip: Bytes,
+    pub etag: String,
+    pub gzip_etag: String,
 }
 
 impl EventEntry {
@@ -44,11 +53,19 @@ impl EventEntry {
     }
 
     /// `GET /v1/events/{id}/seats` body (rendered once: the geometry never changes).
-    pub fn seats_document(&self) -> &(Bytes, String) {
+    pub fn seats_document(&self) -> &SeatsDocument {
         self.seats.get_or_init(|| {
             let body =
                 serde_json::to_vec(&dto::SeatsDocument::new(&self.map)).expect("seat documents serialize");
-            (Bytes::from(body), format!("\"seats-{}\"", self.event.id))
+            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            std::io::Write::write_all(&mut encoder, &body).expect("writing to memory cannot fail");
+            let gzip = encoder.finish().expect("compressing into memory cannot fail");
+            SeatsDocument {
+                plain: Bytes::from(body),
+                gzip: Bytes::from(gzip),
+                etag: format!("\"seats-{}\"", self.event.id),
+                gzip_etag: format!("\"seats-{}-gz\"", self.event.id),
+            }
         })
     }
 }

@@ -49,6 +49,19 @@ pub struct Config {
     #[arg(long, env = "BOXOFFICE_PAYMENT_TIMEOUT", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=120))]
     pub payment_timeout: u64,
+    /// Interval of the live seat map's deltas, in milliseconds.
+    #[arg(long, env = "BOXOFFICE_SSE_INTERVAL_MS", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(10..=10_000))]
+    pub sse_interval_ms: u64,
+    /// Live seat map streams this server follows at once.
+    #[arg(long, env = "BOXOFFICE_SSE_MAX_CLIENTS", default_value_t = 100_000)]
+    pub sse_max_clients: usize,
+    /// Live seat map streams per client address.
+    #[arg(long, env = "BOXOFFICE_SSE_MAX_CLIENTS_PER_IP", default_value_t = 1_000)]
+    pub sse_max_clients_per_ip: u32,
+    /// Seat changes remembered per event for deltas and resumes (older: a snapshot).
+    #[arg(long, env = "BOXOFFICE_CHANGE_RING_SEATS", default_value_t = 65_536)]
+    pub change_ring_seats: usize,
     /// Log filter (tracing `EnvFilter` syntax).
     #[arg(long, env = "BOXOFFICE_LOG", default_value = "info")]
     pub log: String,
@@ -93,6 +106,10 @@ impl Config {
             payment_latency_ms: (0, 0),
             payment_failure_rate: 0.03,
             payment_timeout: 10,
+            sse_interval_ms: 100,
+            sse_max_clients: 100_000,
+            sse_max_clients_per_ip: 1_000,
+            change_ring_seats: 65_536,
             log: "warn".into(),
         }
     }

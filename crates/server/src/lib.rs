@@ -16,6 +16,7 @@ pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod http;
+pub mod live;
 pub mod payments;
 pub mod workers;
 
@@ -45,6 +46,7 @@ pub struct Shared {
     pub inventory: Arc<dyn Inventory>,
     pub memory: Arc<MemoryInventory>,
     pub catalog: catalog::Catalog,
+    pub live: live::LiveHub,
     pub auth: auth::Auth,
     pub gateway: Arc<dyn payments::PaymentGateway>,
     pub ready: AtomicBool,
@@ -108,6 +110,7 @@ impl Application {
                 MemoryConfig {
                     journal_dir: Some(dir.clone()),
                     sync: config.sync_mode(),
+                    change_ring_seats: config.change_ring_seats,
                     ..MemoryConfig::default()
                 },
                 Arc::new(SystemClock),
@@ -125,6 +128,7 @@ impl Application {
             inventory: memory.clone(),
             memory,
             catalog: catalog::Catalog::default(),
+            live: live::LiveHub::default(),
             auth: auth::Auth::new(&secret),
             gateway,
             ready: AtomicBool::new(false),
@@ -154,6 +158,7 @@ impl Application {
         let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
             let _ = tcp.set_nodelay(true);
         });
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
         let _ = stop_workers.send(true);
         startup.abort();

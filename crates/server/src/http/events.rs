@@ -146,8 +146,23 @@ async fn get_seats(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let entry = state.catalog.event(state.store.as_ref(), parse_event_id(&event_id)?).await?;
-    let (body, etag) = entry.seats_document();
-    Ok(cached(&headers, body.clone(), etag, "public, max-age=31536000, immutable", "application/json"))
+    let doc = entry.seats_document();
+    let gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.split(';').next().is_some_and(|e| e.trim() == "gzip")));
+    let immutable = "public, max-age=31536000, immutable";
+    let mut response = if gzip {
+        let mut r = cached(&headers, doc.gzip.clone(), &doc.gzip_etag, immutable, "application/json");
+        if r.status() == StatusCode::OK {
+            r.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        r
+    } else {
+        cached(&headers, doc.plain.clone(), &doc.etag, immutable, "application/json")
+    };
+    response.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    Ok(response)
 }
 
 fn check_text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {

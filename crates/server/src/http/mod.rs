@@ -11,6 +11,7 @@ pub mod events;
 pub mod health;
 pub mod holds;
 pub mod idempotency;
+pub mod live;
 pub mod metrics;
 pub mod orders;
 
@@ -55,6 +56,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(auth::router())
         .merge(events::router())
         .merge(availability::router())
+        .merge(live::router())
         .merge(holds::router())
         .merge(orders::router())
         .split_for_parts()

@@ -255,6 +255,7 @@ async fn openapi_lists_exactly_the_routes_the_server_serves() {
         "/v1/events/{event_id}",
         "/v1/events/{event_id}/seats",
         "/v1/events/{event_id}/availability",
+        "/v1/events/{event_id}/availability/stream",
         "/v1/events/{event_id}/holds",
         "/v1/holds/{hold_id}",
         "/v1/holds/{hold_id}/checkout",

@@ -9,3 +9,4 @@ mod crash;
 mod errors;
 mod helpers;
 mod holds;
+mod live;

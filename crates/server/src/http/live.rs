@@ -1,0 +1,141 @@
+//! `GET /v1/events/{id}/availability/stream`: the live seat map over server-sent events
+//! (see [`crate::live`] for the feed behind it).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::Response;
+use boxoffice_core::EventId;
+use bytes::Bytes;
+use tokio::sync::broadcast::error::RecvError;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::http::dto::ErrorBody;
+use crate::http::events::parse_event_id;
+use crate::live::{EventFeed, Frame, SSE_KEEP_ALIVE, SSE_MAX_CATCH_UPS, ViewerSlot, catch_up_frame};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(availability_stream))
+}
+
+/// `Last-Event-ID: <epoch>.<version>` of this run of the server.
+fn resume_version(headers: &HeaderMap, epoch: u64) -> Option<u64> {
+    let id = headers.get("last-event-id")?.to_str().ok()?;
+    let (e, v) = id.trim().split_once('.')?;
+    (e.parse::<u64>().ok()? == epoch).then_some(())?;
+    v.parse().ok()
+}
+
+/// Live availability: `event: snapshot` first (or, resuming with `Last-Event-ID`, the
+/// delta since that version), then `event: delta` frames (`from`, `version`,
+/// `available`, `unavailable`) at most every 100 ms; a snapshot may come again at any
+/// time. Ids are `<epoch>.<version>`; `: keep-alive` comments every 15 s.
+#[utoipa::path(get, path = "/v1/events/{event_id}/availability/stream", tag = "availability",
+    params(("event_id" = String, Path), ("Last-Event-ID" = Option<String>, Header)),
+    responses(
+        (status = 200, description = "SSE stream", content_type = "text/event-stream"),
+        (status = 404, body = ErrorBody),
+        (status = 429, description = "too many streams from this address", body = ErrorBody),
+        (status = 503, description = "the server follows its maximum of streams", body = ErrorBody)))]
+async fn availability_stream(
+    State(state): State<AppState>,
+    Path(event_id): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let event = parse_event_id(&event_id)?;
+    state.catalog.event(state.store.as_ref(), event).await?;
+    let slot = state.live.admit(&state, peer.ip())?;
+    let feed = state.live.feed(&state, event);
+    // Subscribe before reading the start, so no frame after it is missed.
+    let rx = feed.tx.subscribe();
+    let resume = resume_version(&headers, state.epoch);
+    let current = state.inventory.feed(event, resume.unwrap_or(u64::MAX)).await?;
+    let first = match (resume, current.changes.as_ref()) {
+        (Some(v), Some(_)) if v == current.availability.version => None,
+        (Some(_), Some(changes)) => Some(catch_up_frame(state.epoch, &current.availability, Some(changes))),
+        _ => Some(catch_up_frame(state.epoch, &current.availability, None)),
+    };
+    let viewer = Viewer {
+        state,
+        event,
+        _feed: feed,
+        rx,
+        version: current.availability.version,
+        catch_ups: 0,
+        first: first.map(|f| f.bytes),
+        _slot: slot,
+    };
+    let stream = futures_util::stream::unfold(viewer, next_frame);
+    let mut response = Response::new(Body::from_stream(stream));
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+struct Viewer {
+    state: AppState,
+    event: EventId,
+    /// Keeps the event's feed running while this viewer watches.
+    _feed: Arc<EventFeed>,
+    rx: tokio::sync::broadcast::Receiver<Arc<Frame>>,
+    /// The version the viewer's map is at.
+    version: u64,
+    catch_ups: u32,
+    first: Option<Bytes>,
+    _slot: ViewerSlot,
+}
+
+async fn next_frame(mut viewer: Viewer) -> Option<(Result<Bytes, Infallible>, Viewer)> {
+    if let Some(first) = viewer.first.take() {
+        return Some((Ok(first), viewer));
+    }
+    loop {
+        let received = match tokio::time::timeout(SSE_KEEP_ALIVE, viewer.rx.recv()).await {
+            Err(_idle) => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), viewer)),
+            Ok(received) => received,
+        };
+        match received {
+            Ok(frame) => {
+                if frame.to <= viewer.version {
+                    continue;
+                }
+                if frame.snapshot || frame.from == viewer.version {
+                    viewer.version = frame.to;
+                    return Some((Ok(frame.bytes.clone()), viewer));
+                }
+                // Joined between two frames: its own delta bridges the gap.
+                return catch_up(viewer).await;
+            }
+            Err(RecvError::Lagged(_)) => {
+                viewer.catch_ups += 1;
+                if viewer.catch_ups > SSE_MAX_CATCH_UPS {
+                    metrics::counter!("boxoffice_sse_dropped_total").increment(1);
+                    tracing::debug!(event = %viewer.event, "dropped a live map viewer that keeps falling behind");
+                    return None;
+                }
+                return catch_up(viewer).await;
+            }
+            Err(RecvError::Closed) => return None,
+        }
+    }
+}
+
+async fn catch_up(mut viewer: Viewer) -> Option<(Result<Bytes, Infallible>, Viewer)> {
+    let current = viewer.state.inventory.feed(viewer.event, viewer.version).await.ok()?;
+    let frame = catch_up_frame(viewer.state.epoch, &current.availability, current.changes.as_ref());
+    if frame.snapshot {
+        metrics::counter!("boxoffice_sse_resnapshots_total").increment(1);
+    }
+    viewer.version = current.availability.version;
+    Some((Ok(frame.bytes), viewer))
+}
