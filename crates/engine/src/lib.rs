@@ -174,6 +174,19 @@ pub trait Inventory: Send + Sync + 'static {
     /// Pins whose deadline has passed.
     async fn stale_pins(&self) -> Result<Vec<StalePin>>;
 
+    /// SOLD -> AVAILABLE for seats whose tickets were voided (refund, cancellation), at
+    /// once and in one step. Seats that are not SOLD are left alone; returns the seats
+    /// that were released.
+    async fn release_sold(&self, event: EventId, seats: &[u32]) -> Result<Vec<u32>>;
+
+    /// Marks seats SOLD that the order store says are sold but the engine does not
+    /// (repair after a crash between the order commit and `confirm`). A live hold on such
+    /// a seat loses to the order: it is released whole. Returns the seats changed.
+    async fn mark_sold(&self, event: EventId, seats: Vec<SoldSeat>) -> Result<Vec<u32>>;
+
+    /// The seats the engine has SOLD, ascending (for anti-entropy with the order store).
+    async fn sold_seats(&self, event: EventId) -> Result<Vec<u32>>;
+
     /// Makes everything accepted so far durable.
     async fn flush(&self) -> Result<()>;
 }

@@ -812,6 +812,82 @@ impl Inventory for MemoryInventory {
         Ok(total)
     }
 
+    async fn release_sold(&self, event: EventId, seats: &[u32]) -> Result<Vec<u32>> {
+        let shard = self.shard(event)?;
+        let now = self.clock.now_ms();
+        let (released, ticket) = {
+            let mut step = self.step(&shard);
+            let mut st = shard.state.lock();
+            step.expire_due(&mut st, now);
+            let mut released = Vec::new();
+            for &seat in seats {
+                let Some(SeatState::Sold(owner)) = st.seats.get(seat as usize).cloned() else { continue };
+                st.seats[seat as usize] = SeatState::Available;
+                st.bitmap.set_available(seat, true);
+                st.record_change(seat, true);
+                st.sold_seats -= 1;
+                if let Some(count) = st.per_user.get_mut(&owner) {
+                    *count -= 1;
+                    if *count == 0 {
+                        st.per_user.remove(&owner);
+                    }
+                }
+                released.push(seat);
+            }
+            if !released.is_empty() {
+                st.version += 1;
+            }
+            debug_assert_eq!(st.check(&shard.map), Ok(()));
+            (released, step.submit())
+        };
+        self.durable(ticket).await?;
+        Ok(released)
+    }
+
+    async fn mark_sold(&self, event: EventId, seats: Vec<SoldSeat>) -> Result<Vec<u32>> {
+        let shard = self.shard(event)?;
+        let now = self.clock.now_ms();
+        let (changed, ticket) = {
+            let mut step = self.step(&shard);
+            let mut st = shard.state.lock();
+            step.expire_due(&mut st, now);
+            let mut changed = Vec::new();
+            for sold in seats {
+                let i = sold.seat_index as usize;
+                match st.seats.get(i).cloned() {
+                    None | Some(SeatState::Sold(_)) => continue,
+                    Some(SeatState::Held(nonce)) => step.end(&mut st, nonce, HoldStatus::Released),
+                    Some(SeatState::Available) => {}
+                }
+                st.seats[i] = SeatState::Sold(sold.user.clone());
+                st.bitmap.set_available(sold.seat_index, false);
+                st.record_change(sold.seat_index, false);
+                st.sold_seats += 1;
+                *st.per_user.entry(sold.user).or_insert(0) += 1;
+                changed.push(sold.seat_index);
+            }
+            if !changed.is_empty() {
+                st.version += 1;
+            }
+            debug_assert_eq!(st.check(&shard.map), Ok(()));
+            (changed, step.submit())
+        };
+        self.durable(ticket).await?;
+        Ok(changed)
+    }
+
+    async fn sold_seats(&self, event: EventId) -> Result<Vec<u32>> {
+        let shard = self.shard(event)?;
+        let st = shard.state.lock();
+        Ok(st
+            .seats
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s, SeatState::Sold(_)))
+            .map(|(i, _)| i as u32)
+            .collect())
+    }
+
     async fn stale_pins(&self) -> Result<Vec<StalePin>> {
         let now = self.clock.now_ms();
         let mut stale = Vec::new();

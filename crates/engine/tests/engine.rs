@@ -1547,3 +1547,54 @@ async fn feed_of_a_version_older_than_the_ring_or_from_the_future_has_no_changes
     assert!(inv.feed(EVENT, recent).await.unwrap().changes.is_some());
     assert!(inv.feed(EVENT, feed.availability.version + 1).await.unwrap().changes.is_none());
 }
+
+// ---------------------------------------------------------------------------------------
+// Repairs from the order store: refunds and anti-entropy
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn release_sold_returns_refunded_seats_to_sale_and_frees_the_buyers_allowance() {
+    let inv = feed_inventory(1024).await;
+    let hold = inv.hold(seats("ann", &[3, 4])).await.unwrap();
+    inv.pin(hold.id, "pa_1", START_MS + 60_000).await.unwrap();
+    inv.confirm(hold.id, "pa_1").await.unwrap();
+    assert_eq!(inv.user_seat_count(EVENT, &user("ann")).await.unwrap(), 2);
+    let before = inv.feed(EVENT, 0).await.unwrap().availability.version;
+    // Seat 5 is not sold: it is left alone.
+    assert_eq!(inv.release_sold(EVENT, &[3, 5]).await.unwrap(), vec![3]);
+    assert_eq!(inv.sold_seats(EVENT).await.unwrap(), vec![4]);
+    assert_eq!(inv.user_seat_count(EVENT, &user("ann")).await.unwrap(), 1);
+    let feed = inv.feed(EVENT, before).await.unwrap();
+    assert_eq!(feed.changes.unwrap().available, vec![3], "the live map sees the seat come back");
+    inv.check_invariants(EVENT).unwrap();
+    // The seat can be sold again.
+    inv.hold(seats("bob", &[3])).await.unwrap();
+}
+
+#[tokio::test]
+async fn mark_sold_repairs_seats_the_store_sold_and_a_hold_on_them_loses() {
+    let inv = feed_inventory(1024).await;
+    let loser = inv.hold(seats("bob", &[7, 8])).await.unwrap();
+    let changed = inv
+        .mark_sold(
+            EVENT,
+            vec![
+                SoldSeat { seat_index: 1, user: user("ann") },
+                SoldSeat { seat_index: 7, user: user("ann") },
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed, vec![1, 7]);
+    assert_eq!(inv.sold_seats(EVENT).await.unwrap(), vec![1, 7]);
+    assert_eq!(inv.hold_view(loser.id).await.unwrap().status, HoldStatus::Released);
+    let availability = inv.availability(EVENT).await.unwrap();
+    let bits = Bitmap::from_bytes(&availability.bitmap, 30).unwrap();
+    assert!(bits.is_available(8), "the losing hold's other seat is free again");
+    assert!(!bits.is_available(1) && !bits.is_available(7));
+    // Marking again changes nothing.
+    assert!(
+        inv.mark_sold(EVENT, vec![SoldSeat { seat_index: 1, user: user("ann") }]).await.unwrap().is_empty()
+    );
+    inv.check_invariants(EVENT).unwrap();
+}
