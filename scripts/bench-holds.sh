@@ -8,21 +8,22 @@
 # pinned to core 0 measured by wrk on core 1: single-seat holds on random seats of the
 # 60,000-seat stadium event, each followed by its release, 64 connections. Prints every
 # figure, the medians and the ratio boxoffice/redis; then the server's RSS with the whole
-# stadium held. Installs wrk (apt) if missing.
+# stadium held. Installs wrk (apt) if missing. BENCH_BIN=path uses that binary instead of
+# building; BENCH_DURATION (s) and BENCH_JOURNAL_SYNC (fsync|write) tune the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${1:-3}"
 DURATION="${BENCH_DURATION:-10}"
 SYNC="${BENCH_JOURNAL_SYNC:-fsync}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/boxoffice/target}"
-BIN="$CARGO_TARGET_DIR/release/boxoffice"
+BIN="${BENCH_BIN:-$CARGO_TARGET_DIR/release/boxoffice}"
 
 if ! command -v wrk >/dev/null; then
   echo "installing wrk" >&2
   (apt-get install -y wrk >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y wrk >/dev/null))
 fi
 command -v redis-server >/dev/null || { echo "redis-server is needed for the anchor" >&2; exit 1; }
-cargo build --release -p boxoffice-server >&2
+[ -n "${BENCH_BIN:-}" ] || cargo build --release -p boxoffice-server >&2
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 load=$(cut -d' ' -f1 /proc/loadavg)
