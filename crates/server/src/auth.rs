@@ -83,24 +83,7 @@ impl Auth {
         if let Some(secret) = configured {
             return Ok(secret.as_bytes().to_vec());
         }
-        let path = data_dir.join("jwt_secret");
-        match std::fs::read_to_string(&path) {
-            Ok(hex_secret) => hex::decode(hex_secret.trim())
-                .map_err(|e| std::io::Error::other(format!("{} is not hex: {e}", path.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let secret: [u8; 32] = rand::random();
-                let tmp = data_dir.join("jwt_secret.tmp");
-                std::fs::write(&tmp, hex::encode(secret))?;
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::PermissionsExt;
-                    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
-                }
-                std::fs::rename(&tmp, &path)?;
-                Ok(secret.to_vec())
-            }
-            Err(e) => Err(e),
-        }
+        load_or_create_key(data_dir, "jwt_secret")
     }
 
     pub fn mint(&self, user: &UserId, role: Role, email: Option<String>) -> String {
@@ -129,6 +112,28 @@ impl Auth {
     }
 }
 
+/// The 32-byte key kept (hex, mode 0600) in `<data_dir>/<name>`, created on first use.
+pub fn load_or_create_key(data_dir: &Path, name: &str) -> std::io::Result<Vec<u8>> {
+    let path = data_dir.join(name);
+    match std::fs::read_to_string(&path) {
+        Ok(hex_secret) => hex::decode(hex_secret.trim())
+            .map_err(|e| std::io::Error::other(format!("{} is not hex: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let secret: [u8; 32] = rand::random();
+            let tmp = data_dir.join(format!("{name}.tmp"));
+            std::fs::write(&tmp, hex::encode(secret))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+            }
+            std::fs::rename(&tmp, &path)?;
+            Ok(secret.to_vec())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 pub fn unix_seconds() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
@@ -141,6 +146,10 @@ impl FromRequestParts<AppState> for Arc<Caller> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        // Verified already by the rate limiter in front of the handler (`http::guard`).
+        if let Some(caller) = parts.extensions.get::<Arc<Caller>>() {
+            return Ok(caller.clone());
+        }
         let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -169,5 +178,24 @@ impl FromRequestParts<AppState> for Admin {
             return Err(ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", "this route needs role admin"));
         }
         Ok(Admin(caller))
+    }
+}
+
+/// A caller with role staff or admin (door scanners).
+pub struct Staff(pub Arc<Caller>);
+
+impl FromRequestParts<AppState> for Staff {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Arc::<Caller>::from_request_parts(parts, state).await?;
+        if !matches!(caller.role, Role::Staff | Role::Admin) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                "this route needs role staff or admin",
+            ));
+        }
+        Ok(Staff(caller))
     }
 }

@@ -2,12 +2,19 @@
 //!
 //! 1. pin the hold (HELD -> CONFIRMING, with a deadline), so that it cannot expire or be
 //!    released while the payment runs, and a second checkout is refused;
-//! 2. authorize the payment (bounded by the gateway timeout);
-//! 3. commit order + tickets in one store transaction, before the pin's deadline (the
-//!    unique index over valid tickets is the last guard against a double sale);
-//! 4. mark the seats SOLD in the inventory (fenced by hold id and attempt), capture.
+//! 2. commit a payment attempt (`initiated`) before the gateway hears of it: whatever
+//!    happens next, the reconciler finds the attempt and asks the gateway about it;
+//! 3. authorize the payment (bounded by the gateway timeout) and record the answer;
+//! 4. commit order + tickets (with their signed QR payloads) + outbox row in one store
+//!    transaction, only on an `authorized` attempt before the pin's deadline (the unique
+//!    index over valid tickets is the last guard against a double sale);
+//! 5. mark the seats SOLD in the inventory (fenced by hold id and attempt), capture.
 //!
-//! Any failure before the commit voids the authorization and unpins the hold. The whole
+//! A checkout that knows no order was made for its attempt voids the payment (the gateway
+//! first, so that a void that fails leaves the attempt open for the reconciler) and
+//! unpins the hold. When it cannot know (the gateway timed out and the void failed too,
+//! or the order commit failed in an unknown way), it keeps the pin: after the deadline
+//! the reconciler settles the attempt from the store and the gateway's ledger. The whole
 //! flow runs in its own task: a client that disconnects never leaves it half done.
 
 use std::sync::Arc;
@@ -16,13 +23,15 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use boxoffice_core::{HoldId, HoldStatus, OrderId, TicketId};
 use boxoffice_engine::InventoryError;
-use boxoffice_store::{NewOrder, NewTicket, StoreError};
+use boxoffice_store::{
+    AttemptState, AttemptUpdate, FIRST_TICKET_REVISION, NewOrder, NewPaymentAttempt, NewTicket, StoreError,
+};
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::http::dto::{CheckoutBody, OrderDto, total_of};
-use crate::payments::{PaymentError, PaymentRequest};
+use crate::payments::{Authorization, PaymentError, PaymentRequest};
 
 /// Time after the gateway timeout during which a pinned checkout may still commit.
 pub const PIN_GRACE_MS: u64 = 30_000;
@@ -33,6 +42,10 @@ fn now_ms() -> u64 {
 
 fn already_confirmed(order: &OrderId) -> ApiError {
     ApiError::conflict("ALREADY_CONFIRMED", "this hold is already bought").with("order_id", order.to_string())
+}
+
+fn payments_unavailable(message: &str) -> ApiError {
+    ApiError::unavailable("PAYMENTS_UNAVAILABLE", message).retry_after(5)
 }
 
 pub async fn checkout(
@@ -79,7 +92,28 @@ pub async fn checkout(
         });
     }
 
+    // The attempt is durable before the gateway hears of it.
     let total = total_of(view.seats.iter().map(|&i| entry.price_of(i)), &entry);
+    let recorded = state
+        .store
+        .create_attempt(NewPaymentAttempt {
+            id: attempt.clone(),
+            hold,
+            user: view.user.clone(),
+            seats: view.seats.clone(),
+            amount: total,
+            gateway: state.gateway.name().to_owned(),
+            gateway_key: attempt.clone(),
+            pin_deadline: deadline_ms,
+            created_at: now_ms(),
+        })
+        .await;
+    if let Err(e) = recorded {
+        unpin(&state, hold, &attempt).await;
+        return Err(e.into());
+    }
+    metrics::counter!("boxoffice_payment_attempts_total").increment(1);
+
     let request =
         PaymentRequest { idempotency_key: attempt.clone(), amount: total, token: body.payment.token.clone() };
     let authorized =
@@ -87,41 +121,63 @@ pub async fn checkout(
     let authorization = match authorized {
         Ok(Ok(authorization)) => authorization,
         Ok(Err(PaymentError::Declined(reason))) => {
+            set_state(&state, &attempt, &[AttemptState::Initiated], AttemptState::Declined, None).await;
             unpin(&state, hold, &attempt).await;
             metrics::counter!("boxoffice_checkouts_total", "result" => "declined").increment(1);
             return Err(ApiError::new(StatusCode::PAYMENT_REQUIRED, "PAYMENT_DECLINED", reason));
         }
         Ok(Err(PaymentError::Unavailable(reason))) => {
-            abandon(&state, hold, &attempt).await;
-            return Err(ApiError::unavailable("PAYMENTS_UNAVAILABLE", reason).retry_after(5));
+            set_state(&state, &attempt, &[AttemptState::Initiated], AttemptState::Unknown, None).await;
+            metrics::counter!("boxoffice_checkouts_total", "result" => "unavailable").increment(1);
+            return Err(if abandon(&state, hold, &attempt).await {
+                payments_unavailable(&reason)
+            } else {
+                payments_unavailable(&unsettled(deadline_ms))
+            });
         }
         Err(_elapsed) => {
-            abandon(&state, hold, &attempt).await;
+            set_state(&state, &attempt, &[AttemptState::Initiated], AttemptState::Unknown, None).await;
             metrics::counter!("boxoffice_checkouts_total", "result" => "timeout").increment(1);
-            return Err(ApiError::unavailable(
-                "PAYMENTS_UNAVAILABLE",
-                "the payment gateway did not answer in time; nothing was charged",
-            )
-            .retry_after(5));
+            return Err(if abandon(&state, hold, &attempt).await {
+                payments_unavailable("the payment gateway did not answer in time; nothing was charged")
+            } else {
+                payments_unavailable(&unsettled(deadline_ms))
+            });
         }
     };
+    let recorded = set_state(
+        &state,
+        &attempt,
+        &[AttemptState::Initiated],
+        AttemptState::Authorized,
+        Some(&authorization.id),
+    )
+    .await;
+    if !recorded {
+        // Without the authorization on record the order cannot commit (it needs an
+        // authorized attempt): give the payment back.
+        abandon(&state, hold, &attempt).await;
+        return Err(payments_unavailable("the payment could not be recorded; nothing was charged"));
+    }
 
     if now_ms() >= deadline_ms {
         // Past the deadline the reconciler may act on the pin: never commit then.
         abandon(&state, hold, &attempt).await;
-        return Err(ApiError::unavailable(
-            "PAYMENTS_UNAVAILABLE",
-            "the checkout took too long; nothing was charged",
-        ));
+        return Err(payments_unavailable("the checkout took too long; nothing was charged"));
     }
     let tickets = view
         .seats
         .iter()
-        .map(|&i| NewTicket {
-            id: TicketId::random(),
-            seat_index: i,
-            seat_label: entry.map.label(i),
-            price: entry.price_of(i),
+        .map(|&i| {
+            let id = TicketId::random();
+            let qr_payload = state.signer.payload(&id, view.event, i, FIRST_TICKET_REVISION);
+            NewTicket {
+                id,
+                seat_index: i,
+                seat_label: entry.map.label(i),
+                price: entry.price_of(i),
+                qr_payload: Some(qr_payload),
+            }
         })
         .collect();
     let order = NewOrder {
@@ -129,6 +185,7 @@ pub async fn checkout(
         event: view.event,
         user: view.user.clone(),
         hold,
+        payment_attempt: Some(attempt.clone()),
         email,
         total,
         tickets,
@@ -147,22 +204,66 @@ pub async fn checkout(
             return Err(ApiError::conflict("SEATS_UNAVAILABLE", "a seat of this hold is already sold")
                 .with("seats", vec![entry.map.label(seat_index)]));
         }
+        Err(StoreError::AttemptClosed(_)) => {
+            // The deadline passed during the commit, or the reconciler settled the attempt:
+            // the payment is (being) voided there.
+            unpin(&state, hold, &attempt).await;
+            return Err(payments_unavailable("the checkout took too long; nothing was charged"));
+        }
         Err(other) => {
-            abandon(&state, hold, &attempt).await;
-            return Err(other.into());
+            // The commit may or may not have happened: keep the pin, and let the
+            // reconciler decide from the store after the deadline.
+            tracing::error!(%hold, %attempt, error = %other, "order commit failed; the reconciler settles this checkout");
+            return Err(payments_unavailable(&unsettled(deadline_ms)));
         }
     };
+    state.outbox_wake.notify_one();
     if let Err(e) = state.inventory.confirm(hold, &attempt).await {
         // The order is the truth; the reconciler marks the seats sold from it.
         tracing::error!(%hold, error = %e, "order committed but the inventory did not confirm it");
     }
-    if let Err(e) = state.gateway.capture(&authorization).await {
-        tracing::error!(%hold, error = %e, "capture failed after the order was committed");
-    }
+    capture(&state, &attempt, &authorization).await;
     metrics::counter!("boxoffice_confirms_total").increment(1);
     metrics::counter!("boxoffice_checkouts_total", "result" => "confirmed").increment(1);
     let body = serde_json::to_vec(&OrderDto::from(&order)).expect("orders serialize");
     Ok((StatusCode::CREATED, body))
+}
+
+fn unsettled(deadline_ms: u64) -> String {
+    format!(
+        "the payment's outcome is not known yet; the seats stay reserved until {} while it is settled, and nothing is kept if no order was made",
+        crate::http::dto::rfc3339(deadline_ms)
+    )
+}
+
+/// Records a state change of an attempt; returns whether it took.
+pub(crate) async fn set_state(
+    state: &AppState,
+    attempt: &str,
+    from: &[AttemptState],
+    to: AttemptState,
+    authorization_id: Option<&str>,
+) -> bool {
+    let update = AttemptUpdate { id: attempt, from, to, authorization_id, now: now_ms() };
+    match state.store.update_attempt(update).await {
+        Ok(changed) => changed,
+        Err(e) => {
+            tracing::warn!(%attempt, error = %e, to = to.as_str(), "cannot record a payment attempt's state");
+            false
+        }
+    }
+}
+
+/// Captures an authorized payment whose order committed; a failure is left to the
+/// reconciler (the attempt stays `authorized`).
+pub(crate) async fn capture(state: &AppState, attempt: &str, authorization: &Authorization) -> bool {
+    match state.gateway.capture(authorization).await {
+        Ok(()) => set_state(state, attempt, &[AttemptState::Authorized], AttemptState::Captured, None).await,
+        Err(e) => {
+            tracing::warn!(%attempt, error = %e, "capture failed; the reconciler retries it");
+            false
+        }
+    }
 }
 
 async fn unpin(state: &AppState, hold: HoldId, attempt: &str) {
@@ -171,10 +272,24 @@ async fn unpin(state: &AppState, hold: HoldId, attempt: &str) {
     }
 }
 
-/// Voids whatever the gateway may have authorized and returns the hold to its buyer.
-async fn abandon(state: &AppState, hold: HoldId, attempt: &str) {
-    if let Err(e) = state.gateway.void(attempt).await {
-        tracing::warn!(%hold, error = %e, "void failed; the reconciler will retry");
+/// For a checkout that made no order: voids the payment at the gateway, records it and
+/// returns the hold to its buyer. Returns false (and keeps the pin) when the gateway
+/// could not be reached: the reconciler settles the attempt after its deadline.
+async fn abandon(state: &AppState, hold: HoldId, attempt: &str) -> bool {
+    let timeout = Duration::from_secs(state.config.payment_timeout);
+    match tokio::time::timeout(timeout, state.gateway.void(attempt)).await {
+        Ok(Ok(())) => {
+            set_state(state, attempt, &AttemptState::OPEN, AttemptState::Voided, None).await;
+            unpin(state, hold, attempt).await;
+            true
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(%hold, %attempt, error = %e, "void failed; the reconciler settles the payment");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(%hold, %attempt, "void timed out; the reconciler settles the payment");
+            false
+        }
     }
-    unpin(state, hold, attempt).await;
 }

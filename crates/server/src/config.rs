@@ -62,6 +62,18 @@ pub struct Config {
     /// Seat changes remembered per event for deltas and resumes (older: a snapshot).
     #[arg(long, env = "BOXOFFICE_CHANGE_RING_SEATS", default_value_t = 65_536)]
     pub change_ring_seats: usize,
+    /// Requests per second (and burst) one user may make to `POST .../holds` and
+    /// `POST .../checkout`; 0 turns the limit off.
+    #[arg(long, env = "BOXOFFICE_RATE_LIMIT_PER_USER", default_value_t = 10)]
+    pub rate_limit_per_user: u32,
+    /// Requests per second (and burst) one client address may make to any API route;
+    /// 0 (the default) turns the limit off.
+    #[arg(long, env = "BOXOFFICE_RATE_LIMIT_PER_IP", default_value_t = 0)]
+    pub rate_limit_per_ip: u32,
+    /// Hold and checkout requests served at once; one more is answered 503 OVERLOADED.
+    #[arg(long, env = "BOXOFFICE_MAX_INFLIGHT_HOLDS", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_inflight_holds: u32,
     /// Log filter (tracing `EnvFilter` syntax).
     #[arg(long, env = "BOXOFFICE_LOG", default_value = "info")]
     pub log: String,
@@ -110,6 +122,11 @@ impl Config {
             sse_max_clients: 100_000,
             sse_max_clients_per_ip: 1_000,
             change_ring_seats: 65_536,
+            // Off: API tests make quick series of holds as one user; the limit has its own
+            // tests (tests/api/queue.rs), with it on.
+            rate_limit_per_user: 0,
+            rate_limit_per_ip: 0,
+            max_inflight_holds: 4096,
             log: "warn".into(),
         }
     }

@@ -5,8 +5,11 @@
 //! (build = open the data dir, store and inventory and bind; run = recover, seed, serve
 //! until shutdown), [`http`] (one module per resource, each with a `router()`),
 //! [`auth`] (JWT), [`catalog`] (in-process event cache), [`checkout`] (hold -> order),
-//! [`payments`] (gateways), [`workers`] (expiry sweeper, pin reconciler, key purge),
-//! [`demo`] (demo data).
+//! [`payments`] (gateways), [`refunds`], [`tickets`] (signed QR payloads), [`stream`]
+//! (the ticket stream), [`mail`] (ticket mail), [`workers`] (expiry sweeper, reconciler,
+//! outbox relay, ticket worker, key purge), [`demo`] (demo data).
+//! [`waiting_room`] is the virtual waiting room in front of queued onsales; rate limits and
+//! load shedding are in [`http::guard`].
 
 pub mod auth;
 pub mod catalog;
@@ -17,7 +20,12 @@ pub mod error;
 pub mod extract;
 pub mod http;
 pub mod live;
+pub mod mail;
 pub mod payments;
+pub mod refunds;
+pub mod stream;
+pub mod tickets;
+pub mod waiting_room;
 pub mod workers;
 
 use std::fs::File;
@@ -49,6 +57,20 @@ pub struct Shared {
     pub live: live::LiveHub,
     pub auth: auth::Auth,
     pub gateway: Arc<dyn payments::PaymentGateway>,
+    /// Signs ticket QR payloads at the order commit and verifies them at the door.
+    pub signer: tickets::TicketSigner,
+    /// The ticket stream the outbox relay publishes to.
+    pub stream: Arc<dyn stream::TicketStream>,
+    /// Wakes the outbox relay after a commit wrote outbox rows.
+    pub outbox_wake: tokio::sync::Notify,
+    /// The waiting room of every queued event.
+    pub waiting_room: Arc<dyn waiting_room::WaitingRoom>,
+    /// Signs and checks admission tokens.
+    pub admission: waiting_room::token::AdmissionKeys,
+    /// The waiting room's time (the system clock but in tests).
+    pub queue_clock: Arc<dyn boxoffice_engine::Clock>,
+    /// Rate limits and load shedding.
+    pub guard: http::guard::Guard,
     pub ready: AtomicBool,
     /// Start-up generation: part of availability ETags and stream ids, so that a client
     /// never mistakes a version of a previous run for one of this run.
@@ -96,6 +118,14 @@ impl Application {
     /// Opens the data dir (locked against a second server), the store and the inventory,
     /// and binds the listener.
     pub async fn build(config: Config) -> Result<Application, StartError> {
+        Self::build_with_queue_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`Application::build`] with the waiting room running on `queue_clock` (tests).
+    pub async fn build_with_queue_clock(
+        config: Config,
+        queue_clock: Arc<dyn boxoffice_engine::Clock>,
+    ) -> Result<Application, StartError> {
         let dir = config.data_dir.clone();
         let io = |source| StartError::DataDir { dir: dir.display().to_string(), source };
         std::fs::create_dir_all(&dir).map_err(io)?;
@@ -104,6 +134,7 @@ impl Application {
             return Err(StartError::Locked(dir.display().to_string()));
         }
         let secret = auth::Auth::load_or_create_secret(config.jwt_secret.as_deref(), &dir).map_err(io)?;
+        let admission_secret = auth::load_or_create_key(&dir, "admission_secret").map_err(io)?;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("boxoffice.db")).await?);
         let memory = Arc::new(
             MemoryInventory::open(
@@ -120,8 +151,16 @@ impl Application {
         let listener = TcpListener::bind(config.addr)
             .await
             .map_err(|source| StartError::Bind { addr: config.addr, source })?;
-        let gateway =
-            Arc::new(payments::SimulatedGateway::new(config.payment_latency_ms, config.payment_failure_rate));
+        let gateway = Arc::new(
+            payments::SimulatedGateway::open(
+                &dir,
+                config.payment_latency_ms,
+                config.payment_failure_rate,
+                config.journal_sync != "write",
+            )
+            .map_err(io)?,
+        );
+        let signer = tickets::TicketSigner::load_or_create(&dir).map_err(io)?;
         let state = AppState(Arc::new(Shared {
             limits: config.limits(),
             store,
@@ -131,6 +170,13 @@ impl Application {
             live: live::LiveHub::default(),
             auth: auth::Auth::new(&secret),
             gateway,
+            signer,
+            stream: Arc::new(stream::InProcessStream::default()),
+            outbox_wake: tokio::sync::Notify::new(),
+            waiting_room: Arc::new(waiting_room::MemoryWaitingRoom::new()),
+            admission: waiting_room::token::AdmissionKeys::new(&admission_secret),
+            queue_clock,
+            guard: http::guard::Guard::new(&config),
             ready: AtomicBool::new(false),
             epoch: boxoffice_engine::Clock::now_ms(&SystemClock),
             metrics: http::metrics::handle(),
@@ -172,7 +218,8 @@ impl Application {
 }
 
 /// Loads every event into the inventory (sold seats from the store, holds from the
-/// journal), seeds the demo, commits recovery, starts the workers, then says ready.
+/// journal), seeds the demo, commits recovery, reconciles open checkouts, starts the
+/// workers, then says ready.
 async fn start_up(state: AppState, stop: tokio::sync::watch::Receiver<bool>) {
     let result: Result<(), StartError> = async {
         for id in state.store.all_event_ids().await? {
@@ -182,6 +229,16 @@ async fn start_up(state: AppState, stop: tokio::sync::watch::Receiver<bool>) {
             demo::seed(&state).await?;
         }
         state.memory.commit_recovery().await?;
+        // Checkouts the previous process left open are settled before anyone can act on
+        // their holds; the stream is re-driven past what the ticket worker handled.
+        match workers::reconcile(&state, workers::ReconcileMode::StartUp).await {
+            Ok(done) if !done.0.is_empty() => tracing::warn!(fixed = ?done.0, "start-up reconciliation"),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "start-up reconciliation failed; the next pass retries"),
+        }
+        if let Err(e) = workers::redrive_stream(&state).await {
+            tracing::error!(error = %e, "cannot re-drive the ticket stream");
+        }
         Ok(())
     }
     .await;

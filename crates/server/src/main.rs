@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve(Config),
+    /// Load a running server, measure it, and audit it for oversold seats.
+    Loadtest(boxoffice_loadgen::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -41,6 +43,7 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
+        Command::Loadtest(args) => boxoffice_loadgen::main(args),
     }
 }
 

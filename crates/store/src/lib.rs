@@ -1,6 +1,6 @@
 //! Durable state of boxoffice behind one trait, [`Store`]: the catalog (venues, performers,
-//! events with their copied seat maps), orders and tickets, idempotency keys, and small
-//! metadata. The order commit is the truth of a sale: tickets carry a unique index on
+//! events with their copied seat maps), payment attempts, orders and tickets, refunds, the
+//! transactional outbox, idempotency keys, and small metadata. The order commit is the truth of a sale: tickets carry a unique index on
 //! `(event_id, seat_index)` over valid tickets, the last guard against selling a seat twice.
 //!
 //! Backends: [`sqlite`] (embedded default). Times are Unix milliseconds.
@@ -25,8 +25,21 @@ pub enum StoreError {
     /// An order already exists for this hold; its id is given.
     #[error("hold already has order {0}")]
     HoldAlreadyOrdered(OrderId),
+    /// The payment attempt may no longer complete: it is not authorized (declined,
+    /// voided by the reconciler, ...) or its pin deadline has passed.
+    #[error("payment attempt {0} is closed")]
+    AttemptClosed(String),
+    /// A refund names a ticket that is not part of the order.
+    #[error("ticket {0} is not part of this order")]
+    TicketNotInOrder(TicketId),
+    /// A refund that needs admin rights: the ticket has been scanned at the door.
+    #[error("ticket {0} has been scanned")]
+    TicketScanned(TicketId),
     #[error("invalid cursor")]
     BadCursor,
+    /// A change that would break a rule of the catalog (e.g. an onsale after the start).
+    #[error("invalid: {0}")]
+    Invalid(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]
@@ -111,6 +124,73 @@ pub struct Event {
     pub seat_count: u32,
     pub created_at: UnixMs,
     pub updated_at: UnixMs,
+    /// The event's waiting room.
+    pub queue: QueueSettings,
+}
+
+/// An event's waiting room settings (`PATCH /v1/events/{id}` `queue`). An event that was
+/// never changed has the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueSettings {
+    /// Holds need an admission token from the waiting room.
+    pub enabled: bool,
+    pub admit_rate_per_second: u32,
+    /// Lifetime of an admission token.
+    pub token_ttl_seconds: u32,
+    /// Entries (pre-queue and waiting) the queue takes; more joins are refused.
+    pub max_length: u64,
+    /// Leading zero bits of the proof of work a join needs; 0 = none.
+    pub proof_of_work_bits: u8,
+}
+
+impl QueueSettings {
+    pub const DEFAULT_ADMIT_RATE_PER_SECOND: u32 = 100;
+    pub const DEFAULT_TOKEN_TTL_SECONDS: u32 = 600;
+    pub const DEFAULT_MAX_LENGTH: u64 = 10_000_000;
+    /// Most leading zero bits a proof of work may be asked for.
+    pub const MAX_PROOF_OF_WORK_BITS: u8 = 32;
+
+    /// These settings with the fields `update` names replaced.
+    pub fn updated(self, update: &QueueUpdate) -> QueueSettings {
+        QueueSettings {
+            enabled: update.enabled.unwrap_or(self.enabled),
+            admit_rate_per_second: update.admit_rate_per_second.unwrap_or(self.admit_rate_per_second),
+            token_ttl_seconds: update.token_ttl_seconds.unwrap_or(self.token_ttl_seconds),
+            max_length: update.max_length.unwrap_or(self.max_length),
+            proof_of_work_bits: update.proof_of_work_bits.unwrap_or(self.proof_of_work_bits),
+        }
+    }
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        QueueSettings {
+            enabled: false,
+            admit_rate_per_second: Self::DEFAULT_ADMIT_RATE_PER_SECOND,
+            token_ttl_seconds: Self::DEFAULT_TOKEN_TTL_SECONDS,
+            max_length: Self::DEFAULT_MAX_LENGTH,
+            proof_of_work_bits: 0,
+        }
+    }
+}
+
+/// A change of an event (`PATCH /v1/events/{id}`): `None` keeps the current value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventUpdate {
+    pub status: Option<EventStatus>,
+    pub onsale_at: Option<UnixMs>,
+    pub starts_at: Option<UnixMs>,
+    pub queue: QueueUpdate,
+}
+
+/// A change of an event's queue settings: `None` keeps the current value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueUpdate {
+    pub enabled: Option<bool>,
+    pub admit_rate_per_second: Option<u32>,
+    pub token_ttl_seconds: Option<u32>,
+    pub max_length: Option<u64>,
+    pub proof_of_work_bits: Option<u8>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -155,7 +235,12 @@ pub struct NewTicket {
     pub seat_index: u32,
     pub seat_label: String,
     pub price: Money,
+    /// The signed QR payload of revision [`FIRST_TICKET_REVISION`].
+    pub qr_payload: Option<String>,
 }
+
+/// The revision of a newly issued ticket (a reissue, e.g. a transfer, increments it).
+pub const FIRST_TICKET_REVISION: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewOrder {
@@ -163,6 +248,9 @@ pub struct NewOrder {
     pub event: EventId,
     pub user: UserId,
     pub hold: HoldId,
+    /// The payment attempt that paid for it: must be `authorized` and before its pin
+    /// deadline at `created_at`. A second order for the same attempt inserts nothing.
+    pub payment_attempt: Option<String>,
     pub email: Option<String>,
     pub total: Money,
     pub tickets: Vec<NewTicket>,
@@ -178,6 +266,9 @@ pub struct Ticket {
     pub seat_label: String,
     pub price: Money,
     pub status: TicketStatus,
+    pub user: UserId,
+    pub revision: u32,
+    pub qr_payload: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -186,6 +277,7 @@ pub struct Order {
     pub event: EventId,
     pub user: UserId,
     pub hold: HoldId,
+    pub payment_attempt: Option<String>,
     pub status: OrderStatus,
     pub email: Option<String>,
     pub total: Money,
@@ -199,6 +291,176 @@ pub struct SoldSeat {
     pub seat_index: u32,
     pub user: UserId,
 }
+
+/// The state of a payment attempt. `initiated`, `authorized` and `unknown` are open: the
+/// reconciler settles them once their pin deadline has passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptState {
+    /// Committed before the gateway was called.
+    Initiated,
+    /// The gateway authorized the amount; an order may commit on it.
+    Authorized,
+    Declined,
+    /// The authorization was cancelled (or never happened): nothing is charged.
+    Voided,
+    Captured,
+    Refunded,
+    /// The gateway did not answer: it may or may not have authorized.
+    Unknown,
+}
+
+impl AttemptState {
+    pub const OPEN: [AttemptState; 3] =
+        [AttemptState::Initiated, AttemptState::Authorized, AttemptState::Unknown];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptState::Initiated => "initiated",
+            AttemptState::Authorized => "authorized",
+            AttemptState::Declined => "declined",
+            AttemptState::Voided => "voided",
+            AttemptState::Captured => "captured",
+            AttemptState::Refunded => "refunded",
+            AttemptState::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "initiated" => AttemptState::Initiated,
+            "authorized" => AttemptState::Authorized,
+            "declined" => AttemptState::Declined,
+            "voided" => AttemptState::Voided,
+            "captured" => AttemptState::Captured,
+            "refunded" => AttemptState::Refunded,
+            "unknown" => AttemptState::Unknown,
+            _ => return None,
+        })
+    }
+
+    pub fn is_open(self) -> bool {
+        Self::OPEN.contains(&self)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPaymentAttempt {
+    /// `pa_<32 hex>`; also the engine's pin attempt.
+    pub id: String,
+    pub hold: HoldId,
+    pub user: UserId,
+    pub seats: Vec<u32>,
+    pub amount: Money,
+    /// The gateway's name, e.g. `simulated`.
+    pub gateway: String,
+    /// The idempotency key sent to the gateway with every call about this payment.
+    pub gateway_key: String,
+    pub pin_deadline: UnixMs,
+    pub created_at: UnixMs,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaymentAttempt {
+    pub id: String,
+    pub hold: HoldId,
+    pub event: EventId,
+    pub user: UserId,
+    pub seats: Vec<u32>,
+    pub amount: Money,
+    pub gateway: String,
+    pub gateway_key: String,
+    pub authorization_id: Option<String>,
+    pub state: AttemptState,
+    pub created_at: UnixMs,
+    pub updated_at: UnixMs,
+    pub pin_deadline: UnixMs,
+    /// The order this attempt paid for, if one committed.
+    pub order: Option<OrderId>,
+}
+
+/// A compare-and-set of an attempt's state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptUpdate<'a> {
+    pub id: &'a str,
+    /// The change happens only from one of these states.
+    pub from: &'a [AttemptState],
+    pub to: AttemptState,
+    /// Recorded when given (the gateway's authorization id).
+    pub authorization_id: Option<&'a str>,
+    pub now: UnixMs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundState {
+    /// Tickets are voided; the gateway refund is still to be confirmed.
+    Pending,
+    Succeeded,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refund {
+    pub id: String,
+    pub order: OrderId,
+    pub payment_attempt: Option<String>,
+    /// The gateway's idempotency key of this refund.
+    pub gateway_key: String,
+    /// The gateway key of the payment refunded.
+    pub payment_key: Option<String>,
+    pub amount: Money,
+    pub tickets: Vec<TicketId>,
+    pub state: RefundState,
+    pub created_at: UnixMs,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefundRequest {
+    pub order: OrderId,
+    /// `None`: every ticket of the order still valid or scanned.
+    pub tickets: Option<Vec<TicketId>>,
+    /// Admins may refund scanned tickets; fans get `TicketScanned`.
+    pub allow_scanned: bool,
+    /// Id of the refund row, if this request voids anything.
+    pub refund_id: String,
+    pub now: UnixMs,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefundOutcome {
+    /// The order after the refund.
+    pub order: Order,
+    /// What this request voided; `None` when every chosen ticket was voided already.
+    pub refund: Option<Refund>,
+}
+
+/// The result of scanning a ticket at the door.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScanOutcome {
+    /// It was valid and is now scanned.
+    Admitted(Ticket),
+    AlreadyScanned(Ticket),
+    /// Voided or transferred: it no longer admits anyone.
+    Revoked(Ticket),
+    /// No ticket with this id and revision.
+    Unknown,
+}
+
+/// A row of the transactional outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    pub seq: u64,
+    /// e.g. `order.created`.
+    pub topic: String,
+    /// What the message is about, e.g. the order id.
+    pub key: String,
+    /// JSON.
+    pub payload: String,
+    pub created_at: UnixMs,
+}
+
+pub const TOPIC_ORDER_CREATED: &str = "order.created";
+pub const TOPIC_ORDER_REFUNDED: &str = "order.refunded";
 
 /// The outcome of claiming an idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,17 +512,63 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Page<Event>>;
     /// Every event id, for loading the inventory at start-up.
     async fn all_event_ids(&self) -> Result<Vec<EventId>>;
+    /// Applies `update` in one transaction (fields it leaves `None` keep their values) and
+    /// returns the event as it now is, with a later `updated_at`. `NotFound` for an unknown
+    /// event; `Invalid` when the result would open the sale after the start.
+    async fn update_event(&self, id: EventId, update: EventUpdate) -> Result<Event>;
 
     // --- orders ---
-    /// Inserts the order and its tickets in one transaction. `HoldAlreadyOrdered` when the
-    /// hold already has an order (nothing inserted); `SeatAlreadySold` when the unique
-    /// index over valid tickets fires (nothing inserted).
+    /// Inserts the order, its tickets and an `order.created` outbox row in one
+    /// transaction. With a payment attempt: when the attempt already has an order, that
+    /// order is returned and nothing is inserted; `AttemptClosed` when the attempt is not
+    /// `authorized` or `created_at` is not before its pin deadline. `HoldAlreadyOrdered`
+    /// when the hold already has an order (nothing inserted); `SeatAlreadySold` when the
+    /// unique index over valid tickets fires (nothing inserted).
     async fn create_order(&self, order: NewOrder) -> Result<Order>;
     async fn order(&self, id: &OrderId) -> Result<Order>;
     async fn order_for_hold(&self, hold: &HoldId) -> Result<Option<Order>>;
     /// The user's orders, newest first.
     async fn orders_of_user(&self, user: &UserId, limit: u32, cursor: Option<&str>) -> Result<Page<Order>>;
     async fn sold_seats(&self, event: EventId) -> Result<Vec<SoldSeat>>;
+
+    // --- payments ---
+    /// Records an attempt in state `initiated`, before the gateway hears of it.
+    async fn create_attempt(&self, attempt: NewPaymentAttempt) -> Result<PaymentAttempt>;
+    async fn attempt(&self, id: &str) -> Result<PaymentAttempt>;
+    /// Every attempt to pay for a hold, oldest first.
+    async fn attempts_for_hold(&self, hold: &HoldId) -> Result<Vec<PaymentAttempt>>;
+    /// Compare-and-set of the state; returns whether it changed. A change to `voided` or
+    /// `declined` also needs the attempt to have no order (an order is the truth of a
+    /// sale: its payment is never cancelled behind it). `NotFound` for an unknown id.
+    async fn update_attempt(&self, update: AttemptUpdate<'_>) -> Result<bool>;
+    /// Open attempts (`initiated`, `authorized`, `unknown`) whose pin deadline is before
+    /// `deadline_before`, oldest deadline first.
+    async fn open_attempts(&self, deadline_before: UnixMs, limit: u32) -> Result<Vec<PaymentAttempt>>;
+
+    // --- refunds and tickets ---
+    /// Voids the chosen tickets, sets the order's status and records a pending refund, in
+    /// one transaction; tickets voided already are skipped, so a repeated request changes
+    /// nothing. Also writes an `order.refunded` outbox row.
+    async fn refund_tickets(&self, request: RefundRequest) -> Result<RefundOutcome>;
+    async fn finish_refund(&self, id: &str, now: UnixMs) -> Result<()>;
+    async fn pending_refunds(&self, limit: u32) -> Result<Vec<Refund>>;
+    async fn ticket(&self, id: &TicketId) -> Result<Ticket>;
+    /// Marks a valid ticket of this revision scanned, atomically.
+    async fn scan_ticket(&self, id: &TicketId, revision: u32, now: UnixMs) -> Result<ScanOutcome>;
+
+    // --- outbox ---
+    /// Unsent rows in `seq` order.
+    async fn outbox_pending(&self, limit: u32) -> Result<Vec<OutboxMessage>>;
+    /// Marks every row up to `seq` sent.
+    async fn outbox_mark_sent(&self, up_to_seq: u64, now: UnixMs) -> Result<()>;
+    /// Marks every row after `seq` unsent again (re-drives a stream that lost them);
+    /// returns how many.
+    async fn outbox_requeue_after(&self, seq: u64) -> Result<u64>;
+    /// Deletes rows sent before `sent_before` with `seq <= up_to_seq` (what every
+    /// consumer has handled); returns how many.
+    async fn outbox_purge(&self, sent_before: UnixMs, up_to_seq: u64) -> Result<u64>;
+    /// Sets a metadata value, replacing any (e.g. a consumer's position).
+    async fn meta_set(&self, key: &str, value: &str) -> Result<()>;
 
     // --- idempotency ---
     async fn claim_key(&self, scope: KeyScope<'_>, body_sha256: [u8; 32], now: UnixMs) -> Result<KeyClaim>;

@@ -29,8 +29,10 @@ use sqlx::sqlite::{
 use sqlx::{FromRow, QueryBuilder, Sqlite};
 
 use crate::{
-    Event, EventFilter, EventStatus, KeyClaim, KeyScope, NewEvent, NewOrder, NewVenue, Order, OrderStatus,
-    Page, Performer, Result, SoldSeat, Store, StoreError, Ticket, TicketStatus, Venue,
+    AttemptState, AttemptUpdate, Event, EventFilter, EventStatus, FIRST_TICKET_REVISION, KeyClaim, KeyScope,
+    NewEvent, NewOrder, NewPaymentAttempt, NewVenue, Order, OrderStatus, OutboxMessage, Page, PaymentAttempt,
+    Performer, Refund, RefundOutcome, RefundRequest, RefundState, Result, ScanOutcome, SoldSeat, Store,
+    StoreError, TOPIC_ORDER_CREATED, TOPIC_ORDER_REFUNDED, Ticket, TicketStatus, Venue,
 };
 
 /// How long a writer waits for another process holding the write lock.
@@ -46,8 +48,11 @@ macro_rules! event_select {
          e.description, e.seat_count, e.created_at, e.updated_at, \
          v.id AS venue_id, v.name AS venue_name, v.city AS venue_city, v.lat AS venue_lat, \
          v.lon AS venue_lon, v.address AS venue_address, v.seat_count AS venue_seat_count, \
-         v.tiers AS venue_tiers \
-         FROM events e JOIN venues v ON v.id = e.venue_id"
+         v.tiers AS venue_tiers, \
+         s.queue_enabled, s.queue_admit_rate_per_second, s.queue_token_ttl_seconds, \
+         s.queue_max_length, s.queue_proof_of_work_bits \
+         FROM events e JOIN venues v ON v.id = e.venue_id \
+         LEFT JOIN event_settings s ON s.event_id = e.id"
     };
 }
 
@@ -55,7 +60,34 @@ macro_rules! event_select {
 macro_rules! order_select {
     () => {
         "SELECT id, event_id, user_id, hold_id, status, email, total_amount, currency, \
-         created_at FROM orders"
+         created_at, payment_attempt_id FROM orders"
+    };
+}
+
+/// Columns of a ticket, as [`TicketRow`] reads them.
+macro_rules! ticket_select {
+    () => {
+        "SELECT id, order_id, event_id, seat_index, seat_label, price_amount, currency, status, \
+         user_id, revision, qr_payload FROM tickets"
+    };
+}
+
+/// Columns of a payment attempt and its order, as [`AttemptRow`] reads them.
+macro_rules! attempt_select {
+    () => {
+        "SELECT a.id, a.hold_id, a.event_id, a.user_id, a.seats, a.amount, a.currency, a.gateway, \
+         a.gateway_key, a.authorization_id, a.state, a.created_at, a.updated_at, a.pin_deadline, \
+         o.id AS order_id \
+         FROM payment_attempts a LEFT JOIN orders o ON o.payment_attempt_id = a.id"
+    };
+}
+
+/// Columns of a refund and the key of the payment it refunds, as [`RefundRow`] reads them.
+macro_rules! refund_select {
+    () => {
+        "SELECT r.id, r.order_id, r.payment_attempt_id, r.gateway_key, r.amount, r.currency, \
+         r.ticket_ids, r.state, r.created_at, a.gateway_key AS payment_key \
+         FROM refunds r LEFT JOIN payment_attempts a ON a.id = r.payment_attempt_id"
     };
 }
 
@@ -395,14 +427,87 @@ impl Store for SqliteStore {
         ids.into_iter().map(|id| Ok(EventId(from_db(id, "event id")?))).collect()
     }
 
+    async fn update_event(&self, id: EventId, update: crate::EventUpdate) -> Result<Event> {
+        let db_id = lookup_id(id.0)?;
+        // IMMEDIATE: the read and the write below see no other writer in between, so two
+        // concurrent partial changes both take effect.
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let current = load_event(&mut tx, db_id).await?;
+        let onsale_at = update.onsale_at.unwrap_or(current.onsale_at);
+        let starts_at = update.starts_at.unwrap_or(current.starts_at);
+        if onsale_at > starts_at {
+            // Dropping the transaction rolls it back.
+            return Err(StoreError::Invalid("onsale_at must not be after starts_at".into()));
+        }
+        let status = update.status.unwrap_or(current.status);
+        let queue = current.queue.updated(&update.queue);
+        // Strictly later than the last change: the event's ETag is made of it.
+        let updated_at = now_ms().max(to_db(current.updated_at, "updated_at")?.saturating_add(1));
+        sqlx::query(
+            "UPDATE events SET status = ?, onsale_at = ?, starts_at = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(status.as_str())
+        .bind(to_db(onsale_at, "onsale_at")?)
+        .bind(to_db(starts_at, "starts_at")?)
+        .bind(updated_at)
+        .bind(db_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO event_settings (event_id, queue_enabled, queue_admit_rate_per_second, \
+             queue_token_ttl_seconds, queue_max_length, queue_proof_of_work_bits) \
+             VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (event_id) DO UPDATE SET queue_enabled = excluded.queue_enabled, \
+             queue_admit_rate_per_second = excluded.queue_admit_rate_per_second, \
+             queue_token_ttl_seconds = excluded.queue_token_ttl_seconds, \
+             queue_max_length = excluded.queue_max_length, \
+             queue_proof_of_work_bits = excluded.queue_proof_of_work_bits",
+        )
+        .bind(db_id)
+        .bind(i64::from(queue.enabled))
+        .bind(i64::from(queue.admit_rate_per_second))
+        .bind(i64::from(queue.token_ttl_seconds))
+        .bind(to_db(queue.max_length, "queue max_length")?)
+        .bind(i64::from(queue.proof_of_work_bits))
+        .execute(&mut *tx)
+        .await?;
+        let updated = load_event(&mut tx, db_id).await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
     async fn create_order(&self, order: NewOrder) -> Result<Order> {
         let event = to_db(order.event.0, "event id")?;
         let created_at = to_db(order.created_at, "created_at")?;
         let hold = order.hold.to_string();
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some(attempt) = &order.payment_attempt {
+            let existing: Option<String> =
+                sqlx::query_scalar("SELECT id FROM orders WHERE payment_attempt_id = ?")
+                    .bind(attempt)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(existing) = existing {
+                // A second completion of one attempt: the first order stands.
+                tx.rollback().await?;
+                return self.order(&parse_order_id(&existing)?).await;
+            }
+            let open: Option<(String, i64)> =
+                sqlx::query_as("SELECT state, pin_deadline FROM payment_attempts WHERE id = ?")
+                    .bind(attempt)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let committable = open.is_some_and(|(state, deadline)| {
+                state == AttemptState::Authorized.as_str() && created_at < deadline
+            });
+            if !committable {
+                tx.rollback().await?;
+                return Err(StoreError::AttemptClosed(attempt.clone()));
+            }
+        }
         let inserted = sqlx::query(
             "INSERT INTO orders (id, event_id, user_id, hold_id, status, email, total_amount, \
-             currency, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             currency, created_at, payment_attempt_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(order.id.as_str())
         .bind(event)
@@ -413,6 +518,7 @@ impl Store for SqliteStore {
         .bind(order.total.amount)
         .bind(order.total.currency.as_str())
         .bind(created_at)
+        .bind(&order.payment_attempt)
         .execute(&mut *tx)
         .await;
         if let Err(err) = inserted {
@@ -423,8 +529,8 @@ impl Store for SqliteStore {
             // One statement per ticket: when the unique index fires, the seat is known.
             let inserted = sqlx::query(
                 "INSERT INTO tickets (id, order_id, event_id, seat_index, seat_label, \
-                 price_amount, currency, user_id, status, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 price_amount, currency, user_id, status, created_at, qr_payload, revision) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(ticket.id.as_str())
             .bind(order.id.as_str())
@@ -436,6 +542,8 @@ impl Store for SqliteStore {
             .bind(order.user.as_str())
             .bind(ticket_status_str(TicketStatus::Valid))
             .bind(created_at)
+            .bind(&ticket.qr_payload)
+            .bind(i64::from(FIRST_TICKET_REVISION))
             .execute(&mut *tx)
             .await;
             if let Err(err) = inserted {
@@ -449,6 +557,13 @@ impl Store for SqliteStore {
                 return Err(err.into());
             }
         }
+        let payload = serde_json::json!({
+            "order_id": order.id.as_str(),
+            "event_id": order.event.to_string(),
+            "user": order.user.as_str(),
+            "email": order.email,
+        });
+        insert_outbox(&mut tx, TOPIC_ORDER_CREATED, order.id.as_str(), &payload, created_at).await?;
         tx.commit().await?;
         let mut tickets: Vec<Ticket> = order
             .tickets
@@ -461,6 +576,9 @@ impl Store for SqliteStore {
                 seat_label: t.seat_label,
                 price: t.price,
                 status: TicketStatus::Valid,
+                user: order.user.clone(),
+                revision: FIRST_TICKET_REVISION,
+                qr_payload: t.qr_payload,
             })
             .collect();
         sort_tickets(&mut tickets);
@@ -469,6 +587,7 @@ impl Store for SqliteStore {
             event: order.event,
             user: order.user,
             hold: order.hold,
+            payment_attempt: order.payment_attempt,
             status: OrderStatus::Confirmed,
             email: order.email,
             total: order.total,
@@ -540,6 +659,377 @@ impl Store for SqliteStore {
         rows.into_iter()
             .map(|(seat, user)| Ok(SoldSeat { seat_index: seat_index(seat)?, user: parse_user(&user)? }))
             .collect()
+    }
+
+    async fn create_attempt(&self, attempt: NewPaymentAttempt) -> Result<PaymentAttempt> {
+        let event = to_db(attempt.hold.event.0, "event id")?;
+        let created_at = to_db(attempt.created_at, "created_at")?;
+        let pin_deadline = to_db(attempt.pin_deadline, "pin_deadline")?;
+        let seats = serde_json::to_string(&attempt.seats).expect("seat indexes serialize");
+        let inserted = sqlx::query(
+            "INSERT INTO payment_attempts (id, hold_id, event_id, user_id, seats, amount, currency, \
+             gateway, gateway_key, state, created_at, updated_at, pin_deadline) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&attempt.id)
+        .bind(attempt.hold.to_string())
+        .bind(event)
+        .bind(attempt.user.as_str())
+        .bind(seats)
+        .bind(attempt.amount.amount)
+        .bind(attempt.amount.currency.as_str())
+        .bind(&attempt.gateway)
+        .bind(&attempt.gateway_key)
+        .bind(AttemptState::Initiated.as_str())
+        .bind(created_at)
+        .bind(created_at)
+        .bind(pin_deadline)
+        .execute(&self.writer)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(err) if is_foreign_key_violation(&err) => return Err(StoreError::NotFound),
+            Err(err) => return Err(err.into()),
+        }
+        Ok(PaymentAttempt {
+            id: attempt.id,
+            hold: attempt.hold,
+            event: attempt.hold.event,
+            user: attempt.user,
+            seats: attempt.seats,
+            amount: attempt.amount,
+            gateway: attempt.gateway,
+            gateway_key: attempt.gateway_key,
+            authorization_id: None,
+            state: AttemptState::Initiated,
+            created_at: attempt.created_at,
+            updated_at: attempt.created_at,
+            pin_deadline: attempt.pin_deadline,
+            order: None,
+        })
+    }
+
+    async fn attempt(&self, id: &str) -> Result<PaymentAttempt> {
+        let row: AttemptRow = sqlx::query_as(concat!(attempt_select!(), " WHERE a.id = ?"))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        row.into_attempt()
+    }
+
+    async fn attempts_for_hold(&self, hold: &HoldId) -> Result<Vec<PaymentAttempt>> {
+        let rows: Vec<AttemptRow> =
+            sqlx::query_as(concat!(attempt_select!(), " WHERE a.hold_id = ? ORDER BY a.created_at, a.id"))
+                .bind(hold.to_string())
+                .fetch_all(&self.reader)
+                .await?;
+        rows.into_iter().map(AttemptRow::into_attempt).collect()
+    }
+
+    async fn update_attempt(&self, update: AttemptUpdate<'_>) -> Result<bool> {
+        if update.from.is_empty() {
+            return Ok(false);
+        }
+        let mut query = QueryBuilder::<Sqlite>::new("UPDATE payment_attempts SET state = ");
+        query.push_bind(update.to.as_str());
+        query.push(", updated_at = ").push_bind(to_db(update.now, "now")?);
+        query.push(", authorization_id = COALESCE(").push_bind(update.authorization_id);
+        query.push(", authorization_id) WHERE id = ").push_bind(update.id);
+        query.push(" AND state IN (");
+        let mut list = query.separated(", ");
+        for state in update.from {
+            list.push_bind(state.as_str());
+        }
+        query.push(")");
+        if matches!(update.to, AttemptState::Voided | AttemptState::Declined) {
+            query.push(
+                " AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.payment_attempt_id = payment_attempts.id)",
+            );
+        }
+        let done = query.build().execute(&self.writer).await?;
+        if done.rows_affected() == 1 {
+            return Ok(true);
+        }
+        let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM payment_attempts WHERE id = ?")
+            .bind(update.id)
+            .fetch_optional(&self.writer)
+            .await?;
+        match known {
+            Some(_) => Ok(false),
+            None => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn open_attempts(&self, deadline_before: UnixMs, limit: u32) -> Result<Vec<PaymentAttempt>> {
+        let rows: Vec<AttemptRow> = sqlx::query_as(concat!(
+            attempt_select!(),
+            " WHERE a.state IN ('initiated', 'authorized', 'unknown') AND a.pin_deadline < ? \
+             ORDER BY a.pin_deadline, a.id LIMIT ?"
+        ))
+        .bind(saturating_db(deadline_before))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter().map(AttemptRow::into_attempt).collect()
+    }
+
+    async fn refund_tickets(&self, request: RefundRequest) -> Result<RefundOutcome> {
+        let now = to_db(request.now, "now")?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let row: OrderRow = sqlx::query_as(concat!(order_select!(), " WHERE id = ?"))
+            .bind(request.order.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let attempt = row.payment_attempt_id.clone();
+        let order = orders_with_tickets(&mut tx, vec![row]).await?.pop().expect("one row in, one order out");
+        let chosen: Vec<&Ticket> = match &request.tickets {
+            None => order.tickets.iter().collect(),
+            Some(ids) => {
+                let mut chosen: Vec<&Ticket> = Vec::with_capacity(ids.len());
+                for id in ids {
+                    let ticket = order
+                        .tickets
+                        .iter()
+                        .find(|t| &t.id == id)
+                        .ok_or_else(|| StoreError::TicketNotInOrder(id.clone()))?;
+                    if !chosen.iter().any(|t| t.id == ticket.id) {
+                        chosen.push(ticket);
+                    }
+                }
+                chosen
+            }
+        };
+        let to_void: Vec<&Ticket> = chosen
+            .into_iter()
+            .filter(|t| matches!(t.status, TicketStatus::Valid | TicketStatus::Scanned))
+            .collect();
+        if !request.allow_scanned
+            && let Some(scanned) = to_void.iter().find(|t| t.status == TicketStatus::Scanned)
+        {
+            return Err(StoreError::TicketScanned(scanned.id.clone()));
+        }
+        if to_void.is_empty() {
+            tx.rollback().await?;
+            return Ok(RefundOutcome { order, refund: None });
+        }
+        let amount = Money::sum(to_void.iter().map(|t| t.price))
+            .ok_or_else(|| corrupt(format!("ticket prices of order {} do not add up", order.id)))?;
+        let earlier: i64 = sqlx::query_scalar("SELECT count(*) FROM refunds WHERE order_id = ?")
+            .bind(order.id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        let gateway_key = match (&attempt, earlier) {
+            (Some(attempt), 0) => format!("refund:{attempt}"),
+            (Some(attempt), n) => format!("refund:{attempt}:{}", n + 1),
+            (None, n) => format!("refund:{}:{}", order.id, n + 1),
+        };
+        let payment_key: Option<String> = match &attempt {
+            Some(attempt) => {
+                sqlx::query_scalar("SELECT gateway_key FROM payment_attempts WHERE id = ?")
+                    .bind(attempt)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            }
+            None => None,
+        };
+        let mut update = QueryBuilder::<Sqlite>::new("UPDATE tickets SET status = 'voided', updated_at = ");
+        update.push_bind(now).push(" WHERE status IN ('valid', 'scanned') AND id IN (");
+        let mut list = update.separated(", ");
+        for ticket in &to_void {
+            list.push_bind(ticket.id.as_str());
+        }
+        update.push(")");
+        update.build().execute(&mut *tx).await?;
+        let remaining: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM tickets WHERE order_id = ? AND status IN ('valid', 'scanned')",
+        )
+        .bind(order.id.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        let status = if remaining == 0 { OrderStatus::Refunded } else { OrderStatus::PartiallyRefunded };
+        sqlx::query("UPDATE orders SET status = ? WHERE id = ?")
+            .bind(order_status_str(status))
+            .bind(order.id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let ticket_ids: Vec<TicketId> = to_void.iter().map(|t| t.id.clone()).collect();
+        let ticket_ids_json =
+            serde_json::to_string(&ticket_ids.iter().map(TicketId::as_str).collect::<Vec<_>>())
+                .expect("ticket ids serialize");
+        sqlx::query(
+            "INSERT INTO refunds (id, order_id, payment_attempt_id, gateway_key, amount, currency, \
+             ticket_ids, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+        )
+        .bind(&request.refund_id)
+        .bind(order.id.as_str())
+        .bind(&attempt)
+        .bind(&gateway_key)
+        .bind(amount.amount)
+        .bind(amount.currency.as_str())
+        .bind(&ticket_ids_json)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let payload = serde_json::json!({
+            "order_id": order.id.as_str(),
+            "refund_id": request.refund_id,
+            "ticket_ids": ticket_ids.iter().map(TicketId::as_str).collect::<Vec<_>>(),
+            "seats": to_void.iter().map(|t| t.seat_index).collect::<Vec<_>>(),
+            "event_id": order.event.to_string(),
+        });
+        insert_outbox(&mut tx, TOPIC_ORDER_REFUNDED, order.id.as_str(), &payload, now).await?;
+        tx.commit().await?;
+        let refund = Refund {
+            id: request.refund_id,
+            order: order.id.clone(),
+            payment_attempt: attempt,
+            gateway_key,
+            payment_key,
+            amount,
+            tickets: ticket_ids,
+            state: RefundState::Pending,
+            created_at: request.now,
+        };
+        let order = self.order(&order.id).await?;
+        Ok(RefundOutcome { order, refund: Some(refund) })
+    }
+
+    async fn finish_refund(&self, id: &str, now: UnixMs) -> Result<()> {
+        let now = to_db(now, "now")?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let done = sqlx::query("UPDATE refunds SET state = 'succeeded', updated_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Err(StoreError::NotFound);
+        }
+        // The payment is refunded once its order is refunded whole and no refund is pending.
+        sqlx::query(
+            "UPDATE payment_attempts SET state = 'refunded', updated_at = ? \
+             WHERE state IN ('authorized', 'captured') AND id = \
+               (SELECT o.payment_attempt_id FROM refunds r JOIN orders o ON o.id = r.order_id \
+                WHERE r.id = ? AND o.status = 'refunded' AND NOT EXISTS \
+                  (SELECT 1 FROM refunds p WHERE p.order_id = o.id AND p.state = 'pending'))",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn pending_refunds(&self, limit: u32) -> Result<Vec<Refund>> {
+        let rows: Vec<RefundRow> = sqlx::query_as(concat!(
+            refund_select!(),
+            " WHERE r.state = 'pending' ORDER BY r.created_at, r.id LIMIT ?"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter().map(RefundRow::into_refund).collect()
+    }
+
+    async fn ticket(&self, id: &TicketId) -> Result<Ticket> {
+        let row: TicketRow = sqlx::query_as(concat!(ticket_select!(), " WHERE id = ?"))
+            .bind(id.as_str())
+            .fetch_optional(&self.reader)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        row.into_ticket()
+    }
+
+    async fn scan_ticket(&self, id: &TicketId, revision: u32, now: UnixMs) -> Result<ScanOutcome> {
+        let now = to_db(now, "now")?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let scanned = sqlx::query(
+            "UPDATE tickets SET status = 'scanned', updated_at = ? \
+             WHERE id = ? AND revision = ? AND status = 'valid'",
+        )
+        .bind(now)
+        .bind(id.as_str())
+        .bind(i64::from(revision))
+        .execute(&mut *tx)
+        .await?;
+        let row: Option<TicketRow> = sqlx::query_as(concat!(ticket_select!(), " WHERE id = ?"))
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let Some(ticket) = row.map(TicketRow::into_ticket).transpose()? else {
+            return Ok(ScanOutcome::Unknown);
+        };
+        if ticket.revision != revision {
+            return Ok(ScanOutcome::Unknown);
+        }
+        Ok(match ticket.status {
+            _ if scanned.rows_affected() == 1 => ScanOutcome::Admitted(ticket),
+            TicketStatus::Scanned => ScanOutcome::AlreadyScanned(ticket),
+            TicketStatus::Voided | TicketStatus::Transferred => ScanOutcome::Revoked(ticket),
+            TicketStatus::Valid => ScanOutcome::Unknown,
+        })
+    }
+
+    async fn outbox_pending(&self, limit: u32) -> Result<Vec<OutboxMessage>> {
+        let rows: Vec<(i64, String, String, String, i64)> = sqlx::query_as(
+            "SELECT seq, topic, key, payload, created_at FROM outbox WHERE sent_at IS NULL \
+             ORDER BY seq LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter()
+            .map(|(seq, topic, key, payload, created_at)| {
+                Ok(OutboxMessage {
+                    seq: from_db(seq, "outbox seq")?,
+                    topic,
+                    key,
+                    payload,
+                    created_at: from_db(created_at, "created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn outbox_mark_sent(&self, up_to_seq: u64, now: UnixMs) -> Result<()> {
+        sqlx::query("UPDATE outbox SET sent_at = ? WHERE seq <= ? AND sent_at IS NULL")
+            .bind(to_db(now, "now")?)
+            .bind(saturating_db(up_to_seq))
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn outbox_requeue_after(&self, seq: u64) -> Result<u64> {
+        let done = sqlx::query("UPDATE outbox SET sent_at = NULL WHERE seq > ? AND sent_at IS NOT NULL")
+            .bind(saturating_db(seq))
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn outbox_purge(&self, sent_before: UnixMs, up_to_seq: u64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ? AND seq <= ?")
+            .bind(saturating_db(sent_before))
+            .bind(saturating_db(up_to_seq))
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn meta_set(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            .bind(key)
+            .bind(value)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
     }
 
     async fn claim_key(&self, scope: KeyScope<'_>, body_sha256: [u8; 32], now: UnixMs) -> Result<KeyClaim> {
@@ -686,6 +1176,12 @@ struct EventRow {
     venue_address: Option<String>,
     venue_seat_count: i64,
     venue_tiers: String,
+    // From `event_settings`: all absent for an event that was never changed.
+    queue_enabled: Option<i64>,
+    queue_admit_rate_per_second: Option<i64>,
+    queue_token_ttl_seconds: Option<i64>,
+    queue_max_length: Option<i64>,
+    queue_proof_of_work_bits: Option<i64>,
 }
 
 impl EventRow {
@@ -720,8 +1216,38 @@ impl EventRow {
             seat_count: seat_count(self.seat_count)?,
             created_at: from_db(self.created_at, "created_at")?,
             updated_at: from_db(self.updated_at, "updated_at")?,
+            queue: queue_settings(
+                self.queue_enabled,
+                self.queue_admit_rate_per_second,
+                self.queue_token_ttl_seconds,
+                self.queue_max_length,
+                self.queue_proof_of_work_bits,
+            )?,
         })
     }
+}
+
+/// An event's queue settings from its `event_settings` columns (the defaults without a row).
+fn queue_settings(
+    enabled: Option<i64>,
+    admit_rate_per_second: Option<i64>,
+    token_ttl_seconds: Option<i64>,
+    max_length: Option<i64>,
+    proof_of_work_bits: Option<i64>,
+) -> Result<crate::QueueSettings> {
+    let (Some(enabled), Some(rate), Some(ttl), Some(max_length), Some(bits)) =
+        (enabled, admit_rate_per_second, token_ttl_seconds, max_length, proof_of_work_bits)
+    else {
+        return Ok(crate::QueueSettings::default());
+    };
+    let bad = |what: &str, value: i64| corrupt(format!("queue {what} {value}"));
+    Ok(crate::QueueSettings {
+        enabled: enabled != 0,
+        admit_rate_per_second: u32::try_from(rate).map_err(|_| bad("admit rate", rate))?,
+        token_ttl_seconds: u32::try_from(ttl).map_err(|_| bad("token ttl", ttl))?,
+        max_length: u64::try_from(max_length).map_err(|_| bad("max length", max_length))?,
+        proof_of_work_bits: u8::try_from(bits).map_err(|_| bad("proof of work bits", bits))?,
+    })
 }
 
 #[derive(FromRow)]
@@ -735,6 +1261,7 @@ struct OrderRow {
     total_amount: i64,
     currency: String,
     created_at: i64,
+    payment_attempt_id: Option<String>,
 }
 
 impl OrderRow {
@@ -744,6 +1271,7 @@ impl OrderRow {
             event: EventId(from_db(self.event_id, "event id")?),
             user: parse_user(&self.user_id)?,
             hold: HoldId::parse(&self.hold_id).map_err(|_| corrupt(format!("hold id {:?}", self.hold_id)))?,
+            payment_attempt: self.payment_attempt_id,
             status: match self.status.as_str() {
                 "confirmed" => OrderStatus::Confirmed,
                 "partially_refunded" => OrderStatus::PartiallyRefunded,
@@ -768,6 +1296,9 @@ struct TicketRow {
     price_amount: i64,
     currency: String,
     status: String,
+    user_id: String,
+    revision: i64,
+    qr_payload: Option<String>,
 }
 
 impl TicketRow {
@@ -786,6 +1317,10 @@ impl TicketRow {
                 "transferred" => TicketStatus::Transferred,
                 other => return Err(corrupt(format!("ticket status {other:?}"))),
             },
+            user: parse_user(&self.user_id)?,
+            revision: u32::try_from(self.revision)
+                .map_err(|_| corrupt(format!("revision {}", self.revision)))?,
+            qr_payload: self.qr_payload,
         })
     }
 }
@@ -815,6 +1350,105 @@ impl KeyRow {
             other => Err(corrupt(format!("idempotency key state {other:?}"))),
         }
     }
+}
+
+#[derive(FromRow)]
+struct AttemptRow {
+    id: String,
+    hold_id: String,
+    event_id: i64,
+    user_id: String,
+    seats: String,
+    amount: i64,
+    currency: String,
+    gateway: String,
+    gateway_key: String,
+    authorization_id: Option<String>,
+    state: String,
+    created_at: i64,
+    updated_at: i64,
+    pin_deadline: i64,
+    order_id: Option<String>,
+}
+
+impl AttemptRow {
+    fn into_attempt(self) -> Result<PaymentAttempt> {
+        Ok(PaymentAttempt {
+            hold: HoldId::parse(&self.hold_id).map_err(|_| corrupt(format!("hold id {:?}", self.hold_id)))?,
+            event: EventId(from_db(self.event_id, "event id")?),
+            user: parse_user(&self.user_id)?,
+            seats: serde_json::from_str(&self.seats)
+                .map_err(|e| corrupt(format!("seats of attempt {}: {e}", self.id)))?,
+            amount: Money::new(self.amount, parse_currency(&self.currency)?),
+            gateway: self.gateway,
+            gateway_key: self.gateway_key,
+            authorization_id: self.authorization_id,
+            state: AttemptState::parse(&self.state)
+                .ok_or_else(|| corrupt(format!("attempt state {:?}", self.state)))?,
+            created_at: from_db(self.created_at, "created_at")?,
+            updated_at: from_db(self.updated_at, "updated_at")?,
+            pin_deadline: from_db(self.pin_deadline, "pin_deadline")?,
+            order: self.order_id.as_deref().map(parse_order_id).transpose()?,
+            id: self.id,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct RefundRow {
+    id: String,
+    order_id: String,
+    payment_attempt_id: Option<String>,
+    gateway_key: String,
+    amount: i64,
+    currency: String,
+    ticket_ids: String,
+    state: String,
+    created_at: i64,
+    payment_key: Option<String>,
+}
+
+impl RefundRow {
+    fn into_refund(self) -> Result<Refund> {
+        let ids: Vec<String> = serde_json::from_str(&self.ticket_ids)
+            .map_err(|e| corrupt(format!("tickets of refund {}: {e}", self.id)))?;
+        Ok(Refund {
+            order: parse_order_id(&self.order_id)?,
+            payment_attempt: self.payment_attempt_id,
+            gateway_key: self.gateway_key,
+            payment_key: self.payment_key,
+            amount: Money::new(self.amount, parse_currency(&self.currency)?),
+            tickets: ids
+                .iter()
+                .map(|id| TicketId::parse(id).map_err(|_| corrupt(format!("ticket id {id:?}"))))
+                .collect::<Result<_>>()?,
+            state: match self.state.as_str() {
+                "pending" => RefundState::Pending,
+                "succeeded" => RefundState::Succeeded,
+                other => return Err(corrupt(format!("refund state {other:?}"))),
+            },
+            created_at: from_db(self.created_at, "created_at")?,
+            id: self.id,
+        })
+    }
+}
+
+/// Appends an outbox row inside the caller's transaction.
+async fn insert_outbox(
+    conn: &mut SqliteConnection,
+    topic: &str,
+    key: &str,
+    payload: &serde_json::Value,
+    now: i64,
+) -> Result<()> {
+    sqlx::query("INSERT INTO outbox (topic, key, payload, created_at) VALUES (?, ?, ?, ?)")
+        .bind(topic)
+        .bind(key)
+        .bind(payload.to_string())
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 async fn load_event(conn: &mut SqliteConnection, id: i64) -> Result<Event> {
@@ -860,10 +1494,7 @@ async fn orders_with_tickets(conn: &mut SqliteConnection, rows: Vec<OrderRow>) -
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let mut query = QueryBuilder::<Sqlite>::new(
-        "SELECT id, order_id, event_id, seat_index, seat_label, price_amount, currency, status \
-         FROM tickets WHERE order_id IN (",
-    );
+    let mut query = QueryBuilder::<Sqlite>::new(concat!(ticket_select!(), " WHERE order_id IN ("));
     let mut list = query.separated(", ");
     for row in &rows {
         list.push_bind(row.id.clone());

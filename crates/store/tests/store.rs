@@ -13,8 +13,10 @@ use boxoffice_core::{
     Currency, EventId, HoldId, Money, OrderId, SeatMap, SectionSpec, TicketId, UnixMs, UserId,
 };
 use boxoffice_store::{
-    Event, EventFilter, EventStatus, KeyClaim, KeyScope, NewEvent, NewOrder, NewTicket, NewVenue, Order,
-    OrderStatus, Performer, SoldSeat, SqliteStore, Store, StoreError, TicketStatus, Venue,
+    AttemptState, AttemptUpdate, Event, EventFilter, EventStatus, KeyClaim, KeyScope, NewEvent, NewOrder,
+    NewPaymentAttempt, NewTicket, NewVenue, Order, OrderStatus, Performer, RefundRequest, RefundState,
+    ScanOutcome, SoldSeat, SqliteStore, Store, StoreError, TOPIC_ORDER_CREATED, TOPIC_ORDER_REFUNDED,
+    TicketStatus, Venue,
 };
 use tempfile::TempDir;
 
@@ -150,6 +152,7 @@ fn new_order(event: &Event, map: &SeatMap, user: &UserId, seats: &[u32], created
             seat_index: seat,
             seat_label: map.label(seat),
             price: usd(5_000),
+            qr_payload: Some(format!("qr-of-seat-{seat}")),
         })
         .collect();
     NewOrder {
@@ -157,6 +160,7 @@ fn new_order(event: &Event, map: &SeatMap, user: &UserId, seats: &[u32], created
         event: event.id,
         user: user.clone(),
         hold: HoldId::random(event.id),
+        payment_attempt: None,
         email: Some("buyer@example.com".into()),
         total: Money::sum(tickets.iter().map(|t| t.price)).unwrap(),
         tickets,
@@ -345,6 +349,133 @@ async fn sqlite_list_events_filters_by_city_category_and_time() {
 #[tokio::test]
 async fn sqlite_list_events_pages_through_everything_once() {
     list_events_pages_through_everything_once(&sqlite().await).await;
+}
+
+// --- event changes (PATCH /v1/events/{id}) ---
+
+async fn a_new_event_has_the_default_queue_settings(h: &impl Harness) {
+    let (_, event) = venue_and_event(h.store()).await;
+    let defaults = boxoffice_store::QueueSettings::default();
+    assert_eq!(event.queue, defaults);
+    assert_eq!(
+        (defaults.enabled, defaults.admit_rate_per_second, defaults.token_ttl_seconds),
+        (false, 100, 600),
+        "the API's defaults"
+    );
+    assert_eq!((defaults.max_length, defaults.proof_of_work_bits), (10_000_000, 0));
+    assert_eq!(h.store().event(event.id).await.unwrap().queue, defaults);
+}
+
+async fn an_event_update_changes_only_what_it_names(h: &impl Harness) {
+    use boxoffice_store::{EventUpdate, QueueUpdate};
+    let store = h.store();
+    let (_, event) = venue_and_event(store).await;
+
+    let queue_on = EventUpdate {
+        queue: QueueUpdate {
+            enabled: Some(true),
+            admit_rate_per_second: Some(250),
+            ..QueueUpdate::default()
+        },
+        ..EventUpdate::default()
+    };
+    let first = store.update_event(event.id, queue_on).await.unwrap();
+    assert!(first.queue.enabled);
+    assert_eq!(first.queue.admit_rate_per_second, 250);
+    assert_eq!(first.queue.token_ttl_seconds, 600, "not named: kept");
+    assert_eq!(first.queue.max_length, 10_000_000, "not named: kept");
+    assert_eq!(
+        (first.status, first.onsale_at, first.starts_at),
+        (event.status, event.onsale_at, event.starts_at)
+    );
+    assert!(first.updated_at > event.updated_at, "every change moves updated_at (the ETag)");
+    assert_eq!(store.event(event.id).await.unwrap(), first, "reads back as returned");
+
+    let later = EventUpdate {
+        status: Some(EventStatus::Cancelled),
+        onsale_at: Some(T0 - HOUR),
+        queue: QueueUpdate { proof_of_work_bits: Some(12), ..QueueUpdate::default() },
+        ..EventUpdate::default()
+    };
+    let second = store.update_event(event.id, later).await.unwrap();
+    assert_eq!(second.status, EventStatus::Cancelled);
+    assert_eq!((second.onsale_at, second.starts_at), (T0 - HOUR, T0));
+    assert_eq!(second.queue.proof_of_work_bits, 12);
+    assert!(second.queue.enabled, "set by the first change, kept by the second");
+    assert_eq!(second.queue.admit_rate_per_second, 250);
+    assert!(second.updated_at > first.updated_at);
+    assert_eq!(second.name, event.name);
+    assert_eq!(second.prices, event.prices);
+
+    let unchanged = store.update_event(event.id, EventUpdate::default()).await.unwrap();
+    assert_eq!(unchanged.queue, second.queue);
+    assert_eq!(unchanged.status, second.status);
+
+    let listed = store.list_events(&EventFilter::default(), 10, None).await.unwrap();
+    assert_eq!(listed.items[0].queue, second.queue, "lists carry the settings too");
+}
+
+async fn an_event_update_that_breaks_a_rule_changes_nothing(h: &impl Harness) {
+    use boxoffice_store::{EventUpdate, QueueUpdate};
+    let store = h.store();
+    let (_, event) = venue_and_event(store).await;
+    let after_start = EventUpdate {
+        onsale_at: Some(T0 + HOUR),
+        queue: QueueUpdate { enabled: Some(true), ..QueueUpdate::default() },
+        ..EventUpdate::default()
+    };
+    assert!(matches!(store.update_event(event.id, after_start).await, Err(StoreError::Invalid(_))));
+    let start_before_onsale = EventUpdate { starts_at: Some(event.onsale_at - 1), ..EventUpdate::default() };
+    assert!(matches!(store.update_event(event.id, start_before_onsale).await, Err(StoreError::Invalid(_))));
+    assert_eq!(store.event(event.id).await.unwrap(), event, "nothing half-applied");
+
+    let both =
+        EventUpdate { onsale_at: Some(T0 + HOUR), starts_at: Some(T0 + 2 * HOUR), ..EventUpdate::default() };
+    let moved = store.update_event(event.id, both).await.unwrap();
+    assert_eq!((moved.onsale_at, moved.starts_at), (T0 + HOUR, T0 + 2 * HOUR), "checked together");
+
+    assert!(matches!(
+        store.update_event(EventId(9_999), EventUpdate::default()).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn event_updates_survive_a_reopen<H: Harness>(h: H) {
+    use boxoffice_store::{EventUpdate, QueueUpdate};
+    let (_, event) = venue_and_event(h.store()).await;
+    let update = EventUpdate {
+        queue: QueueUpdate {
+            enabled: Some(true),
+            admit_rate_per_second: Some(7),
+            token_ttl_seconds: Some(60),
+            max_length: Some(1_000),
+            proof_of_work_bits: Some(32),
+        },
+        ..EventUpdate::default()
+    };
+    let updated = h.store().update_event(event.id, update).await.unwrap();
+    let h = h.reopen().await;
+    assert_eq!(h.store().event(event.id).await.unwrap(), updated);
+}
+
+#[tokio::test]
+async fn sqlite_a_new_event_has_the_default_queue_settings() {
+    a_new_event_has_the_default_queue_settings(&sqlite().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_an_event_update_changes_only_what_it_names() {
+    an_event_update_changes_only_what_it_names(&sqlite().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_an_event_update_that_breaks_a_rule_changes_nothing() {
+    an_event_update_that_breaks_a_rule_changes_nothing(&sqlite().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_event_updates_survive_a_reopen() {
+    event_updates_survive_a_reopen(sqlite().await).await;
 }
 
 // --- orders ---
@@ -681,6 +812,313 @@ async fn sqlite_concurrent_claims_of_one_key_have_one_winner() {
 #[tokio::test]
 async fn sqlite_meta_is_set_only_once() {
     meta_is_set_only_once(&sqlite().await).await;
+}
+
+// --- payments, refunds, tickets, outbox ---
+
+/// An attempt to pay for `seats` on a fresh hold, with the given pin deadline.
+fn new_attempt(event: &Event, user: &UserId, seats: &[u32], pin_deadline: UnixMs) -> NewPaymentAttempt {
+    let id = format!("pa_{:032x}", rand_id());
+    NewPaymentAttempt {
+        gateway_key: id.clone(),
+        id,
+        hold: HoldId::random(event.id),
+        user: user.clone(),
+        seats: seats.to_vec(),
+        amount: usd(5_000 * seats.len() as i64),
+        gateway: "simulated".into(),
+        pin_deadline,
+        created_at: pin_deadline - 40_000,
+    }
+}
+
+fn rand_id() -> u128 {
+    // Unique enough for tests: the ids of random orders are 104 bits already.
+    u128::from_str_radix(&OrderId::random().as_str()[3..], 16).unwrap()
+}
+
+/// The order that completes `attempt`.
+fn order_for(attempt: &NewPaymentAttempt, event: &Event, map: &SeatMap, created_at: UnixMs) -> NewOrder {
+    let mut order = new_order(event, map, &attempt.user, &attempt.seats, created_at);
+    order.hold = attempt.hold;
+    order.payment_attempt = Some(attempt.id.clone());
+    order
+}
+
+fn authorize<'a>(id: &'a str, now: UnixMs) -> AttemptUpdate<'a> {
+    AttemptUpdate {
+        id,
+        from: &[AttemptState::Initiated],
+        to: AttemptState::Authorized,
+        authorization_id: Some(id),
+        now,
+    }
+}
+
+async fn payment_attempts_change_state_by_compare_and_set(h: &impl Harness) {
+    let store = h.store();
+    let (_, event) = venue_and_event(store).await;
+    let alice = user("alice");
+    let spec = new_attempt(&event, &alice, &[1, 2], T0);
+    let created = store.create_attempt(spec.clone()).await.unwrap();
+    assert_eq!(
+        (created.state, created.event, &created.seats),
+        (AttemptState::Initiated, event.id, &vec![1, 2])
+    );
+    assert_eq!((created.amount, created.order.clone()), (usd(10_000), None));
+    assert_eq!(store.attempt(&spec.id).await.unwrap(), created);
+    assert_eq!(store.attempts_for_hold(&spec.hold).await.unwrap(), std::slice::from_ref(&created));
+
+    assert!(store.update_attempt(authorize(&spec.id, T0 - 1)).await.unwrap());
+    assert!(!store.update_attempt(authorize(&spec.id, T0 - 1)).await.unwrap(), "no longer initiated");
+    let authorized = store.attempt(&spec.id).await.unwrap();
+    assert_eq!(authorized.state, AttemptState::Authorized);
+    assert_eq!(
+        (authorized.authorization_id.as_deref(), authorized.updated_at),
+        (Some(spec.id.as_str()), T0 - 1)
+    );
+
+    // Open attempts are listed once their deadline is strictly before the bound.
+    let open = |before| async move { store.open_attempts(before, 10).await.unwrap() };
+    assert!(open(T0).await.is_empty());
+    assert_eq!(open(T0 + 1).await.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), [spec.id.as_str()]);
+    let captured = AttemptUpdate {
+        id: &spec.id,
+        from: &[AttemptState::Authorized],
+        to: AttemptState::Captured,
+        authorization_id: None,
+        now: T0,
+    };
+    assert!(store.update_attempt(captured).await.unwrap());
+    assert!(open(u64::MAX).await.is_empty(), "captured is settled");
+    assert_eq!(store.attempt(&spec.id).await.unwrap().authorization_id.as_deref(), Some(spec.id.as_str()));
+
+    let unknown = AttemptUpdate { id: "pa_nope", ..authorize("pa_nope", T0) };
+    assert!(matches!(store.update_attempt(unknown).await, Err(StoreError::NotFound)));
+    assert!(matches!(store.attempt("pa_nope").await, Err(StoreError::NotFound)));
+    let mut elsewhere = new_attempt(&event, &alice, &[3], T0);
+    elsewhere.hold = HoldId::random(EventId(9_999));
+    assert!(matches!(store.create_attempt(elsewhere).await, Err(StoreError::NotFound)));
+}
+
+async fn an_order_commits_once_on_an_authorized_attempt_before_its_deadline(h: &impl Harness) {
+    let store = h.store();
+    let (map, event) = venue_and_event(store).await;
+    let alice = user("alice");
+    let attempt = new_attempt(&event, &alice, &[4, 5], T0);
+    store.create_attempt(attempt.clone()).await.unwrap();
+
+    // Not authorized yet: nothing commits.
+    let early = store.create_order(order_for(&attempt, &event, &map, T0 - 10)).await;
+    assert!(matches!(early, Err(StoreError::AttemptClosed(ref id)) if *id == attempt.id), "{early:?}");
+    store.update_attempt(authorize(&attempt.id, T0 - 9)).await.unwrap();
+    // At or after the pin deadline: nothing commits either.
+    let late = store.create_order(order_for(&attempt, &event, &map, T0)).await;
+    assert!(matches!(late, Err(StoreError::AttemptClosed(_))), "{late:?}");
+    assert!(store.sold_seats(event.id).await.unwrap().is_empty());
+
+    let first = store.create_order(order_for(&attempt, &event, &map, T0 - 1)).await.unwrap();
+    assert_eq!(first.payment_attempt.as_deref(), Some(attempt.id.as_str()));
+    assert!(first.tickets.iter().all(|t| t.qr_payload.is_some() && t.revision == 1 && t.user == alice));
+    // A second completion of the same attempt inserts nothing and reads the order back.
+    let again = store.create_order(order_for(&attempt, &event, &map, T0 - 1)).await.unwrap();
+    assert_eq!(again, first);
+    assert_eq!(store.orders_of_user(&alice, 10, None).await.unwrap().items, std::slice::from_ref(&first));
+    assert_eq!(store.attempt(&attempt.id).await.unwrap().order, Some(first.id.clone()));
+    assert_eq!(store.order(&first.id).await.unwrap(), first);
+
+    // A paid attempt is never voided or declined behind its order.
+    for to in [AttemptState::Voided, AttemptState::Declined] {
+        let update =
+            AttemptUpdate { id: &attempt.id, from: &AttemptState::OPEN, to, authorization_id: None, now: T0 };
+        assert!(!store.update_attempt(update).await.unwrap(), "{to:?}");
+    }
+    // The commit wrote exactly one outbox row, naming the order.
+    let outbox = store.outbox_pending(10).await.unwrap();
+    assert_eq!(outbox.len(), 1);
+    assert_eq!((outbox[0].topic.as_str(), outbox[0].key.as_str()), (TOPIC_ORDER_CREATED, first.id.as_str()));
+    let payload: serde_json::Value = serde_json::from_str(&outbox[0].payload).unwrap();
+    assert_eq!(payload["order_id"], first.id.as_str());
+}
+
+async fn refunds_void_tickets_once_and_set_the_order_status(h: &impl Harness) {
+    let store = h.store();
+    let (map, event) = venue_and_event(store).await;
+    let alice = user("alice");
+    let attempt = new_attempt(&event, &alice, &[1, 2, 3], T0);
+    store.create_attempt(attempt.clone()).await.unwrap();
+    store.update_attempt(authorize(&attempt.id, T0 - 5)).await.unwrap();
+    let order = store.create_order(order_for(&attempt, &event, &map, T0 - 1)).await.unwrap();
+    let captured = AttemptUpdate {
+        id: &attempt.id,
+        from: &[AttemptState::Authorized],
+        to: AttemptState::Captured,
+        authorization_id: None,
+        now: T0,
+    };
+    store.update_attempt(captured).await.unwrap();
+    let request = |tickets: Option<Vec<TicketId>>, refund_id: &str| RefundRequest {
+        order: order.id.clone(),
+        tickets,
+        allow_scanned: false,
+        refund_id: refund_id.into(),
+        now: T0 + 10,
+    };
+
+    let first_ticket = order.tickets[0].clone();
+    let partial = store.refund_tickets(request(Some(vec![first_ticket.id.clone()]), "rf_1")).await.unwrap();
+    assert_eq!(partial.order.status, OrderStatus::PartiallyRefunded);
+    let refund = partial.refund.expect("one ticket refunded");
+    assert_eq!(refund.gateway_key, format!("refund:{}", attempt.id));
+    assert_eq!(refund.payment_key.as_deref(), Some(attempt.gateway_key.as_str()));
+    assert_eq!(
+        (refund.amount, refund.tickets.clone(), refund.state),
+        (usd(5_000), vec![first_ticket.id.clone()], RefundState::Pending)
+    );
+    let statuses: Vec<TicketStatus> = partial.order.tickets.iter().map(|t| t.status).collect();
+    assert_eq!(statuses, [TicketStatus::Voided, TicketStatus::Valid, TicketStatus::Valid]);
+    assert_eq!(store.sold_seats(event.id).await.unwrap(), [sold(2, &alice), sold(3, &alice)]);
+
+    // The same ticket again: nothing more is voided or refunded.
+    let repeat = store.refund_tickets(request(Some(vec![first_ticket.id.clone()]), "rf_2")).await.unwrap();
+    assert_eq!((repeat.refund, repeat.order.status), (None, OrderStatus::PartiallyRefunded));
+
+    // The rest of the order: the attempt's second refund gets its own key.
+    let whole = store.refund_tickets(request(None, "rf_3")).await.unwrap();
+    assert_eq!(whole.order.status, OrderStatus::Refunded);
+    let second = whole.refund.expect("two tickets refunded");
+    assert_eq!(
+        (second.gateway_key.clone(), second.amount),
+        (format!("refund:{}:2", attempt.id), usd(10_000))
+    );
+    assert!(store.sold_seats(event.id).await.unwrap().is_empty());
+    assert!(store.refund_tickets(request(None, "rf_4")).await.unwrap().refund.is_none());
+
+    let pending: Vec<String> = store.pending_refunds(10).await.unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(pending, ["rf_1", "rf_3"]);
+    store.finish_refund("rf_1", T0 + 20).await.unwrap();
+    assert_eq!(
+        store.attempt(&attempt.id).await.unwrap().state,
+        AttemptState::Captured,
+        "a refund is still pending"
+    );
+    store.finish_refund("rf_3", T0 + 20).await.unwrap();
+    assert!(store.pending_refunds(10).await.unwrap().is_empty());
+    assert_eq!(store.attempt(&attempt.id).await.unwrap().state, AttemptState::Refunded);
+    assert!(matches!(store.finish_refund("rf_nope", T0).await, Err(StoreError::NotFound)));
+
+    // Every refund announced itself in the outbox, after the order.
+    let topics: Vec<String> = store.outbox_pending(10).await.unwrap().into_iter().map(|m| m.topic).collect();
+    assert_eq!(topics, [TOPIC_ORDER_CREATED, TOPIC_ORDER_REFUNDED, TOPIC_ORDER_REFUNDED]);
+
+    let other = store.create_order(new_order(&event, &map, &alice, &[9], T0)).await.unwrap();
+    let wrong = store.refund_tickets(request(Some(vec![other.tickets[0].id.clone()]), "rf_5")).await;
+    assert!(matches!(wrong, Err(StoreError::TicketNotInOrder(_))), "{wrong:?}");
+    let unknown = RefundRequest { order: OrderId::random(), ..request(None, "rf_6") };
+    assert!(matches!(store.refund_tickets(unknown).await, Err(StoreError::NotFound)));
+}
+
+async fn tickets_scan_once_and_scanned_ones_refund_only_for_admins(h: &impl Harness) {
+    let store = h.store();
+    let (map, event) = venue_and_event(store).await;
+    let alice = user("alice");
+    let order = store.create_order(new_order(&event, &map, &alice, &[6, 7], T0)).await.unwrap();
+    let ticket = order.tickets[0].clone();
+    let read = store.ticket(&ticket.id).await.unwrap();
+    assert_eq!(read, ticket);
+    assert_eq!(
+        (read.user.clone(), read.revision, read.qr_payload.as_deref()),
+        (alice.clone(), 1, Some("qr-of-seat-6"))
+    );
+    assert!(matches!(store.ticket(&TicketId::random()).await, Err(StoreError::NotFound)));
+
+    assert_eq!(store.scan_ticket(&ticket.id, 2, T0).await.unwrap(), ScanOutcome::Unknown, "another revision");
+    assert_eq!(store.scan_ticket(&TicketId::random(), 1, T0).await.unwrap(), ScanOutcome::Unknown);
+    let ScanOutcome::Admitted(scanned) = store.scan_ticket(&ticket.id, 1, T0).await.unwrap() else {
+        panic!("a valid ticket is admitted")
+    };
+    assert_eq!(scanned.status, TicketStatus::Scanned);
+    assert!(matches!(
+        store.scan_ticket(&ticket.id, 1, T0 + 1).await.unwrap(),
+        ScanOutcome::AlreadyScanned(_)
+    ));
+
+    let request = |allow_scanned| RefundRequest {
+        order: order.id.clone(),
+        tickets: None,
+        allow_scanned,
+        refund_id: format!("rf_{allow_scanned}"),
+        now: T0 + 2,
+    };
+    match store.refund_tickets(request(false)).await {
+        Err(StoreError::TicketScanned(id)) => assert_eq!(id, ticket.id),
+        other => panic!("expected TicketScanned, got {other:?}"),
+    }
+    assert_eq!(store.order(&order.id).await.unwrap().status, OrderStatus::Confirmed, "nothing changed");
+    let refund = store.refund_tickets(request(true)).await.unwrap().refund.expect("refunded");
+    assert_eq!(refund.tickets.len(), 2);
+    assert_eq!(refund.payment_key, None, "an order without a payment attempt");
+    assert!(matches!(store.scan_ticket(&ticket.id, 1, T0 + 3).await.unwrap(), ScanOutcome::Revoked(_)));
+}
+
+async fn the_outbox_is_read_in_order_marked_sent_and_requeued(h: &impl Harness) {
+    let store = h.store();
+    let (map, event) = venue_and_event(store).await;
+    let alice = user("alice");
+    let first = store.create_order(new_order(&event, &map, &alice, &[1], T0)).await.unwrap();
+    let second = store.create_order(new_order(&event, &map, &alice, &[2], T0 + 1)).await.unwrap();
+    let pending = store.outbox_pending(10).await.unwrap();
+    let keys: Vec<&str> = pending.iter().map(|m| m.key.as_str()).collect();
+    assert_eq!(keys, [first.id.as_str(), second.id.as_str()]);
+    assert!(pending[0].seq < pending[1].seq);
+    assert_eq!(store.outbox_pending(1).await.unwrap(), pending[..1]);
+
+    store.outbox_mark_sent(pending[0].seq, T0).await.unwrap();
+    assert_eq!(store.outbox_pending(10).await.unwrap(), pending[1..]);
+    store.outbox_mark_sent(pending[1].seq, T0).await.unwrap();
+    assert!(store.outbox_pending(10).await.unwrap().is_empty());
+    // A stream that lost what followed the first row gets it again.
+    assert_eq!(store.outbox_requeue_after(pending[0].seq).await.unwrap(), 1);
+    assert_eq!(store.outbox_pending(10).await.unwrap(), pending[1..]);
+
+    // Sent rows go once old enough and handled by every consumer; unsent ones stay.
+    assert_eq!(store.outbox_purge(T0, pending[1].seq).await.unwrap(), 0, "sent at T0, not before");
+    assert_eq!(store.outbox_purge(T0 + 1, 0).await.unwrap(), 0, "not handled yet");
+    assert_eq!(
+        store.outbox_purge(T0 + 1, pending[1].seq).await.unwrap(),
+        1,
+        "the first; the second is unsent"
+    );
+    assert_eq!(store.outbox_pending(10).await.unwrap(), pending[1..]);
+
+    store.meta_set("position", "1").await.unwrap();
+    store.meta_set("position", "2").await.unwrap();
+    assert_eq!(store.meta_get("position").await.unwrap().as_deref(), Some("2"));
+}
+
+#[tokio::test]
+async fn sqlite_payment_attempts_change_state_by_compare_and_set() {
+    payment_attempts_change_state_by_compare_and_set(&sqlite().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_an_order_commits_once_on_an_authorized_attempt_before_its_deadline() {
+    an_order_commits_once_on_an_authorized_attempt_before_its_deadline(&sqlite().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_refunds_void_tickets_once_and_set_the_order_status() {
+    refunds_void_tickets_once_and_set_the_order_status(&sqlite().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_tickets_scan_once_and_scanned_ones_refund_only_for_admins() {
+    tickets_scan_once_and_scanned_ones_refund_only_for_admins(&sqlite().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_the_outbox_is_read_in_order_marked_sent_and_requeued() {
+    the_outbox_is_read_in_order_marked_sent_and_requeued(&sqlite().await).await;
 }
 
 // --- durability ---

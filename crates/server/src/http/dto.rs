@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use boxoffice_core::{HoldView, Money, SeatMap, UnixMs};
-use boxoffice_store::{Event, Order, Performer, Venue};
+use boxoffice_store::{Event, Order, Performer, Refund, Ticket, Venue};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -130,6 +130,8 @@ pub struct EventDetail {
     pub performers: Vec<PerformerDto>,
     /// Price of a seat per tier, best tier first in `venue.tiers`.
     pub prices: BTreeMap<String, MoneyDto>,
+    /// The event's waiting room.
+    pub queue: QueueSettingsDto,
 }
 
 impl From<&Event> for EventDetail {
@@ -140,8 +142,116 @@ impl From<&Event> for EventDetail {
             venue: (&e.venue).into(),
             performers: e.performers.iter().map(Into::into).collect(),
             prices: e.prices.iter().map(|(t, m)| (t.clone(), (*m).into())).collect(),
+            queue: e.queue.into(),
         }
     }
+}
+
+// ---- waiting room ----
+
+/// An event's waiting room settings.
+#[derive(Serialize, ToSchema)]
+pub struct QueueSettingsDto {
+    /// Holds need an `Admission-Token` from the waiting room.
+    pub enabled: bool,
+    pub admit_rate_per_second: u32,
+    pub token_ttl_seconds: u32,
+    pub max_length: u64,
+    /// Leading zero bits of SHA-256(challenge || nonce) a join needs; 0 = no proof of work.
+    pub proof_of_work_bits: u8,
+}
+
+impl From<boxoffice_store::QueueSettings> for QueueSettingsDto {
+    fn from(q: boxoffice_store::QueueSettings) -> Self {
+        QueueSettingsDto {
+            enabled: q.enabled,
+            admit_rate_per_second: q.admit_rate_per_second,
+            token_ttl_seconds: q.token_ttl_seconds,
+            max_length: q.max_length,
+            proof_of_work_bits: q.proof_of_work_bits,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EventStatusBody {
+    Published,
+    Cancelled,
+}
+
+/// Queue settings to change; the ones left out keep their values.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueuePatchBody {
+    pub enabled: Option<bool>,
+    /// At least 1.
+    pub admit_rate_per_second: Option<u64>,
+    /// At least 1.
+    pub token_ttl_seconds: Option<u64>,
+    /// At least 1.
+    pub max_length: Option<u64>,
+    /// 0 to 32.
+    pub proof_of_work_bits: Option<u64>,
+}
+
+/// `PATCH /v1/events/{id}`: any subset; what is left out keeps its value.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventPatchBody {
+    pub status: Option<EventStatusBody>,
+    pub onsale_at: Option<String>,
+    pub starts_at: Option<String>,
+    pub queue: Option<QueuePatchBody>,
+}
+
+/// A proof-of-work challenge: find `nonce` such that SHA-256 of the UTF-8 bytes of
+/// `challenge` followed by those of `nonce` starts with `bits` zero bits.
+#[derive(Serialize, ToSchema)]
+pub struct ChallengeDto {
+    #[schema(example = "9f86d081884c7d659a2feaa0c55ad015")]
+    pub challenge: String,
+    pub bits: u8,
+    /// The challenge is single-use and must be answered before this time.
+    pub expires_at: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PowBody {
+    pub challenge: String,
+    /// At most 64 characters.
+    #[schema(example = "48213")]
+    pub nonce: String,
+}
+
+/// Optional body of a join: `pow` when the event asks for proof of work.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JoinQueueBody {
+    pub pow: Option<PowBody>,
+}
+
+/// A waiting room entry as its owner sees it.
+#[derive(Serialize, ToSchema)]
+pub struct QueueEntryDto {
+    #[schema(example = "qu_8f14e45fceea167a")]
+    pub queue_id: String,
+    pub event_id: String,
+    /// `prequeue` | `waiting` | `admitted` | `expired`.
+    #[schema(example = "waiting")]
+    pub state: String,
+    /// 1 = next; `null` in the pre-queue (the order is drawn at the onsale) and after.
+    pub position: Option<u64>,
+    /// `position / admit_rate_per_second`, rounded up.
+    pub eta_seconds: Option<u64>,
+    /// Poll again after this long; an entry not polled for 3 times this expires.
+    pub poll_after_seconds: Option<u64>,
+    /// When admitted: send it as `Admission-Token` with holds on this event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admission_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admission_expires_at: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -312,6 +422,85 @@ impl From<&Order> for OrderDto {
     }
 }
 
+/// A ticket as its owner (or an admin) sees it, with its signed QR payload.
+#[derive(Serialize, ToSchema)]
+pub struct TicketDetailDto {
+    pub ticket_id: String,
+    pub order_id: String,
+    pub event_id: String,
+    pub seat: String,
+    pub seat_index: u32,
+    pub price: MoneyDto,
+    #[schema(example = "valid")]
+    pub status: String,
+    /// Grows when the ticket is reissued; older payloads stop verifying.
+    pub revision: u32,
+    /// `base64url(ticket_id|event_id|seat_index|revision)` `.` `base64url(Ed25519 signature)`.
+    pub qr_payload: Option<String>,
+}
+
+impl From<&Ticket> for TicketDetailDto {
+    fn from(t: &Ticket) -> Self {
+        TicketDetailDto {
+            ticket_id: t.id.to_string(),
+            order_id: t.order_id.to_string(),
+            event_id: t.event.to_string(),
+            seat: t.seat_label.clone(),
+            seat_index: t.seat_index,
+            price: t.price.into(),
+            status: snake(&t.status),
+            revision: t.revision,
+            qr_payload: t.qr_payload.clone(),
+        }
+    }
+}
+
+/// What a refund request voided.
+#[derive(Serialize, ToSchema)]
+pub struct RefundInfoDto {
+    pub refund_id: String,
+    pub ticket_ids: Vec<String>,
+    pub amount: MoneyDto,
+    /// `succeeded` once the gateway returned the money; `pending` while it is retried.
+    #[schema(example = "succeeded")]
+    pub status: String,
+}
+
+/// The order after a refund, and what this request refunded (`null`: nothing more, the
+/// chosen tickets were refunded already).
+#[derive(Serialize, ToSchema)]
+pub struct RefundDto {
+    #[serde(flatten)]
+    pub order: OrderDto,
+    pub refund: Option<RefundInfoDto>,
+}
+
+impl RefundDto {
+    pub fn new(order: &Order, refund: Option<&Refund>) -> Self {
+        RefundDto {
+            order: order.into(),
+            refund: refund.map(|r| RefundInfoDto {
+                refund_id: r.id.clone(),
+                ticket_ids: r.tickets.iter().map(ToString::to_string).collect(),
+                amount: r.amount.into(),
+                status: snake(&r.state),
+            }),
+        }
+    }
+}
+
+/// The answer of a door scan: `valid` (now scanned), `already_scanned`, `voided` (refunded
+/// or transferred) or `invalid` (forged or unknown).
+#[derive(Serialize, ToSchema)]
+pub struct VerifyDto {
+    #[schema(example = "valid")]
+    pub result: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seat: Option<String>,
+}
+
 // ---- requests ----
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -421,4 +610,17 @@ pub struct AvailabilityDto {
     pub version: u64,
     pub available_count: u32,
     pub bitmap_base64: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundBody {
+    /// The tickets to refund; the whole order when absent.
+    pub ticket_ids: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyBody {
+    pub qr_payload: String,
 }

@@ -8,7 +8,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use boxoffice_core::{Currency, EventId, Money, SeatMap, SeatSpec, SectionSpec, UnixMs};
-use boxoffice_store::{EventFilter, NewEvent, NewVenue, StoreError};
+use boxoffice_store::{
+    EventFilter, EventStatus, EventUpdate, NewEvent, NewVenue, QueueSettings, QueueUpdate, StoreError,
+};
 use bytes::Bytes;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
@@ -19,8 +21,8 @@ use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::http::dto::{
-    ErrorBody, EventBody, EventDetail, EventSummary, Page, PerformerBody, PerformerDto, SeatsDocument,
-    VenueBody, VenueDto,
+    ErrorBody, EventBody, EventDetail, EventPatchBody, EventStatusBody, EventSummary, Page, PerformerBody,
+    PerformerDto, QueuePatchBody, SeatsDocument, VenueBody, VenueDto,
 };
 use crate::http::page_limit;
 
@@ -30,11 +32,17 @@ const MAX_NAME_CHARS: usize = 200;
 const MAX_DESCRIPTION_CHARS: usize = 10_000;
 /// Highest seat price accepted, in minor units.
 const MAX_PRICE_MINOR_UNITS: i64 = 100_000_000;
+/// Highest queue admission rate accepted, per second.
+pub const MAX_ADMIT_RATE_PER_SECOND: u64 = 1_000_000;
+/// Longest admission token lifetime accepted, in seconds.
+pub const MAX_TOKEN_TTL_SECONDS: u64 = 86_400;
+/// Longest queue accepted.
+pub const MAX_QUEUE_LENGTH: u64 = 100_000_000;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_events, create_event))
-        .routes(routes!(get_event))
+        .routes(routes!(get_event, update_event))
         .routes(routes!(get_seats))
         .routes(routes!(create_venue))
         .routes(routes!(create_performer))
@@ -134,6 +142,78 @@ async fn get_event(
     let entry = state.catalog.event(state.store.as_ref(), parse_event_id(&event_id)?).await?;
     let (body, etag) = &entry.detail;
     Ok(cached(&headers, body.clone(), etag, "public, max-age=60", "application/json"))
+}
+
+/// Changes an event (admin): any subset of status, onsale, start and queue settings;
+/// what is left out, inside `queue` too, keeps its value.
+#[utoipa::path(patch, path = "/v1/events/{event_id}", tag = "admin", request_body = EventPatchBody,
+    params(("event_id" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = EventDetail), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn update_event(
+    State(state): State<AppState>,
+    Admin(_admin): Admin,
+    Path(event_id): Path<String>,
+    ApiJson(body): ApiJson<EventPatchBody>,
+) -> Result<axum::Json<EventDetail>, ApiError> {
+    let update = event_update(body)?;
+    let id = parse_event_id(&event_id)?;
+    let updated = match state.store.update_event(id, update).await {
+        Err(StoreError::NotFound) => return Err(ApiError::not_found("event")),
+        Err(StoreError::Invalid(message)) => return Err(ApiError::invalid(message)),
+        other => other?,
+    };
+    state.catalog.invalidate(id);
+    tracing::info!(event = %id, status = updated.status.as_str(), queue = ?updated.queue, "event changed");
+    Ok(axum::Json(EventDetail::from(&updated)))
+}
+
+/// Parses a `PATCH` body: times RFC 3339, queue numbers in range.
+fn event_update(body: EventPatchBody) -> Result<EventUpdate, ApiError> {
+    let onsale_at = body.onsale_at.as_deref().map(|t| parse_time("onsale_at", t)).transpose()?;
+    let starts_at = body.starts_at.as_deref().map(|t| parse_time("starts_at", t)).transpose()?;
+    if let (Some(onsale), Some(starts)) = (onsale_at, starts_at)
+        && onsale > starts
+    {
+        return Err(ApiError::invalid("onsale_at must not be after starts_at"));
+    }
+    let status = body.status.map(|s| match s {
+        EventStatusBody::Published => EventStatus::Published,
+        EventStatusBody::Cancelled => EventStatus::Cancelled,
+    });
+    let q = body.queue.unwrap_or_default();
+    let QueuePatchBody { enabled, admit_rate_per_second, token_ttl_seconds, max_length, proof_of_work_bits } =
+        q;
+    let in_range = |field: &str, value: Option<u64>, max: u64| -> Result<Option<u64>, ApiError> {
+        match value {
+            Some(v) if !(1..=max).contains(&v) => {
+                Err(ApiError::invalid(format!("queue.{field} must be a whole number from 1 to {max}")))
+            }
+            other => Ok(other),
+        }
+    };
+    let rate = in_range("admit_rate_per_second", admit_rate_per_second, MAX_ADMIT_RATE_PER_SECOND)?;
+    let ttl = in_range("token_ttl_seconds", token_ttl_seconds, MAX_TOKEN_TTL_SECONDS)?;
+    let max_length = in_range("max_length", max_length, MAX_QUEUE_LENGTH)?;
+    let max_bits = QueueSettings::MAX_PROOF_OF_WORK_BITS;
+    let bits = match proof_of_work_bits {
+        Some(b) if b > u64::from(max_bits) => {
+            return Err(ApiError::invalid(format!("queue.proof_of_work_bits must be from 0 to {max_bits}")));
+        }
+        other => other,
+    };
+    Ok(EventUpdate {
+        status,
+        onsale_at,
+        starts_at,
+        queue: QueueUpdate {
+            enabled,
+            admit_rate_per_second: rate.map(|r| r as u32),
+            token_ttl_seconds: ttl.map(|t| t as u32),
+            max_length,
+            proof_of_work_bits: bits.map(|b| b as u8),
+        },
+    })
 }
 
 /// The event's seat geometry. Immutable: cache it for good.

@@ -31,12 +31,17 @@ fn now_ms() -> u64 {
 
 /// Holds seats for 10 minutes (all or nothing).
 #[utoipa::path(post, path = "/v1/events/{event_id}/holds", tag = "holds", request_body = HoldBody,
-    params(("event_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("event_id" = String, Path), ("Idempotency-Key" = Option<String>, Header),
+        ("Admission-Token" = Option<String>, Header, description = "required when the event's queue is on")),
     security(("bearer" = [])),
     responses((status = 201, body = HoldDto),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "NOT_ADMITTED: the queue is on and no valid admission token came", body = ErrorBody),
+        (status = 404, body = ErrorBody),
         (status = 409, description = "SEATS_UNAVAILABLE (with `seats`), NOT_ON_SALE, NOT_ENOUGH_SEATS", body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 422, description = "HOLD_LIMIT", body = ErrorBody)))]
+        (status = 413, body = ErrorBody), (status = 422, description = "HOLD_LIMIT", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED (Retry-After)", body = ErrorBody),
+        (status = 503, description = "OVERLOADED (Retry-After)", body = ErrorBody)))]
 async fn create_hold(
     State(state): State<AppState>,
     caller: Arc<Caller>,
@@ -48,9 +53,10 @@ async fn create_hold(
         Ok(key) => key,
         Err(e) => return e.into_response(),
     };
+    let admission = headers.get("admission-token").and_then(|v| v.to_str().ok());
     let route = format!("POST /v1/events/{event_id}/holds");
     idempotency::run_keyed(&state, &caller.user, route, key, &body.raw, async {
-        let dto = hold(&state, &caller.user, &event_id, body.value).await?;
+        let dto = hold(&state, &caller.user, &event_id, admission, body.value).await?;
         Ok((StatusCode::CREATED, serde_json::to_vec(&dto).expect("holds serialize")))
     })
     .await
@@ -101,11 +107,18 @@ pub fn check_on_sale(entry: &EventEntry, now: u64) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn hold(state: &AppState, user: &UserId, event_id: &str, body: HoldBody) -> Result<HoldDto, ApiError> {
+async fn hold(
+    state: &AppState,
+    user: &UserId,
+    event_id: &str,
+    admission: Option<&str>,
+    body: HoldBody,
+) -> Result<HoldDto, ApiError> {
     let asked = asked(body)?;
     let event = parse_event_id(event_id)?;
     let entry = state.catalog.event(state.store.as_ref(), event).await?;
     check_on_sale(&entry, now_ms())?;
+    crate::waiting_room::check_admission(state, &entry, user, admission)?;
     let count = match &asked {
         Asked::Labels(labels) => labels.len() as u32,
         Asked::Best { count, .. } => *count,

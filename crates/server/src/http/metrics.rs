@@ -31,6 +31,28 @@ fn describe() {
     metrics::describe_counter!("boxoffice_holds_released_total", "Holds released by their owner");
     metrics::describe_counter!("boxoffice_confirms_total", "Orders confirmed");
     metrics::describe_counter!("boxoffice_checkouts_total", "Checkouts by outcome");
-    metrics::describe_counter!("boxoffice_reconciled_total", "Repairs made by the reconciler");
+    metrics::describe_counter!("boxoffice_reconciled_total", "Repairs made by the reconciler, by action");
+    metrics::describe_counter!("boxoffice_payment_attempts_total", "Payment attempts recorded before paying");
+    metrics::describe_counter!("boxoffice_refunds_total", "Refunds requested (each voids tickets)");
+    metrics::describe_counter!("boxoffice_refunded_seats_total", "Tickets voided by refunds");
+    metrics::describe_counter!("boxoffice_ticket_scans_total", "Door scans by result");
+    metrics::describe_counter!("boxoffice_ticket_mails_total", "Ticket mail by outcome");
+    metrics::describe_histogram!("boxoffice_ticket_delivery_seconds", "Order commit to ticket mail written");
     metrics::describe_histogram!("boxoffice_http_request_duration_seconds", "HTTP request latency by route");
+    metrics::describe_gauge!(
+        "boxoffice_queue_length",
+        "Waiting room entries (pre-queue and waiting) by event"
+    );
+    metrics::describe_counter!("boxoffice_queue_admitted_total", "Waiting room entries admitted, by event");
+    metrics::describe_gauge!("boxoffice_queue_admit_rate", "Configured admissions per second, by event");
+    metrics::describe_counter!(
+        "boxoffice_queue_expired_total",
+        "Waiting room entries expired unpolled, by event"
+    );
+    metrics::describe_counter!(
+        "boxoffice_shed_total",
+        "Hold and checkout requests shed at the in-flight limit"
+    );
+    metrics::describe_counter!("boxoffice_rate_limited_total", "Requests refused by a rate limit, by scope");
+    metrics::describe_gauge!("boxoffice_limit", "Configured limits by name");
 }

@@ -8,12 +8,15 @@ pub mod availability;
 pub mod dto;
 pub mod edge;
 pub mod events;
+pub mod guard;
 pub mod health;
 pub mod holds;
 pub mod idempotency;
 pub mod live;
 pub mod metrics;
 pub mod orders;
+pub mod queue;
+pub mod tickets;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -59,6 +62,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(live::router())
         .merge(holds::router())
         .merge(orders::router())
+        .merge(queue::router())
+        .merge(tickets::router())
         .split_for_parts()
 }
 
@@ -70,6 +75,7 @@ pub fn router(state: AppState) -> Router {
             "/openapi.json",
             get(move || async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], openapi) }),
         )
+        .route_layer(guard::GuardLayer::new(state.clone()))
         .route_layer(edge::EdgeLayer::new(state.clone()))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route") })
         .method_not_allowed_fallback(|| async {

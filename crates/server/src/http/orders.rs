@@ -1,13 +1,14 @@
 //! Checkout and orders: `POST /v1/holds/{id}/checkout`, `GET /v1/orders/{id}`,
-//! `GET /v1/me/orders`.
+//! `GET /v1/me/orders`, `POST /v1/orders/{id}/refund`.
 
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use boxoffice_core::OrderId;
+use boxoffice_core::{OrderId, TicketId};
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -16,12 +17,16 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::JsonWithBytes;
-use crate::http::dto::{CheckoutBody, ErrorBody, OrderDto, Page};
+use crate::http::dto::{CheckoutBody, ErrorBody, OrderDto, Page, RefundBody, RefundDto};
 use crate::http::holds::parse_hold_id;
 use crate::http::{idempotency, page_limit};
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(checkout)).routes(routes!(get_order)).routes(routes!(my_orders))
+    OpenApiRouter::new()
+        .routes(routes!(checkout))
+        .routes(routes!(get_order))
+        .routes(routes!(my_orders))
+        .routes(routes!(refund_order))
 }
 
 /// Pays for a hold; the hold becomes a confirmed order with one ticket per seat.
@@ -113,4 +118,56 @@ async fn my_orders(
         items: page.items.iter().map(OrderDto::from).collect(),
         next_cursor: page.next_cursor,
     }))
+}
+
+/// Refunds an order, whole or the chosen tickets (owner or admin). Tickets are voided and
+/// the payment returned through the gateway (idempotent: refunded tickets are skipped).
+/// The seats return to sale at the next start-up (`refund.seats_on_sale`).
+#[utoipa::path(post, path = "/v1/orders/{order_id}/refund", tag = "orders", request_body = RefundBody,
+    params(("order_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    security(("bearer" = [])),
+    responses((status = 200, body = RefundDto),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "TICKET_SCANNED: only an admin refunds a scanned ticket", body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+async fn refund_order(
+    State(state): State<AppState>,
+    caller: Arc<Caller>,
+    Path(order_id): Path<String>,
+    headers: HeaderMap,
+    body: JsonWithBytes<RefundBody>,
+) -> Response {
+    let key = match idempotency::key_from(&headers) {
+        Ok(key) => key,
+        Err(e) => return e.into_response(),
+    };
+    let route = format!("POST /v1/orders/{order_id}/refund");
+    idempotency::run_keyed(&state, &caller.user, route, key, &body.raw, async {
+        let id = OrderId::parse(&order_id).map_err(|_| ApiError::not_found("order"))?;
+        let tickets = match body.value.ticket_ids {
+            None => None,
+            Some(ids) if ids.is_empty() => {
+                return Err(ApiError::invalid("ticket_ids must name at least one ticket (or be left out)"));
+            }
+            Some(ids) => Some(
+                ids.iter()
+                    .map(|t| {
+                        TicketId::parse(t).map_err(|_| ApiError::invalid(format!("{t:?} is not a ticket id")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+        // Its own task, like checkout: a disconnect must not cut a refund in half.
+        let task_state = state.clone();
+        let task_caller = caller.clone();
+        let outcome =
+            tokio::spawn(
+                async move { crate::refunds::refund(&task_state, &task_caller, &id, tickets).await },
+            )
+            .await
+            .map_err(|e| ApiError::internal(format!("refund task failed: {e}")))??;
+        let dto = RefundDto::new(&outcome.order, outcome.refund.as_ref());
+        Ok((StatusCode::OK, serde_json::to_vec(&dto).expect("refunds serialize")))
+    })
+    .await
 }

@@ -257,10 +257,18 @@ async fn openapi_lists_exactly_the_routes_the_server_serves() {
         "/v1/events/{event_id}/availability",
         "/v1/events/{event_id}/availability/stream",
         "/v1/events/{event_id}/holds",
+        "/v1/events/{event_id}/queue",
+        "/v1/events/{event_id}/queue/challenge",
+        "/v1/events/{event_id}/queue/{queue_id}",
+        "/v1/events/{event_id}/queue/{queue_id}/stream",
         "/v1/holds/{hold_id}",
         "/v1/holds/{hold_id}/checkout",
         "/v1/orders/{order_id}",
+        "/v1/orders/{order_id}/refund",
         "/v1/me/orders",
+        "/v1/tickets/{ticket_id}",
+        "/v1/tickets/{ticket_id}/qr.svg",
+        "/v1/tickets/verify",
         "/v1/venues",
         "/v1/performers",
         "/v1/auth/token",
@@ -274,6 +282,8 @@ async fn openapi_lists_exactly_the_routes_the_server_serves() {
     let methods =
         |path: &str| -> BTreeSet<String> { paths[path].as_object().unwrap().keys().cloned().collect() };
     assert_eq!(methods("/v1/events"), ["get", "post"].map(String::from).into());
+    assert_eq!(methods("/v1/events/{event_id}"), ["get", "patch"].map(String::from).into());
+    assert_eq!(methods("/v1/events/{event_id}/queue"), ["post"].map(String::from).into());
     assert_eq!(methods("/v1/holds/{hold_id}"), ["delete", "get"].map(String::from).into());
     assert_eq!(methods("/v1/events/{event_id}/holds"), ["post"].map(String::from).into());
     assert_eq!(methods("/v1/holds/{hold_id}/checkout"), ["post"].map(String::from).into());
@@ -284,7 +294,8 @@ async fn openapi_lists_exactly_the_routes_the_server_serves() {
             let concrete = path
                 .replace("{event_id}", "ev_1")
                 .replace("{hold_id}", "ho_1_00000000000000000000000000000000")
-                .replace("{order_id}", "or_00000000000000000000000000");
+                .replace("{order_id}", "or_00000000000000000000000000")
+                .replace("{ticket_id}", "tk_00000000000000000000000000");
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let r = send_raw(app.client.request(method.clone(), app.url(&concrete))).await;
             assert_ne!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");

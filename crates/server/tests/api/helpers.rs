@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use boxoffice_server::{Application, Config};
+use boxoffice_server::{AppState, Application, Config};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -11,6 +11,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub data_dir: tempfile::TempDir,
+    /// The app's shared state, for tests that drive workers or plant state directly.
+    pub state: AppState,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -27,10 +29,21 @@ pub async fn spawn() -> TestApp {
 
 /// Starts an app on an existing data dir (e.g. to test a restart).
 pub async fn spawn_in(data_dir: tempfile::TempDir, configure: impl FnOnce(&mut Config)) -> TestApp {
+    let clock = std::sync::Arc::new(boxoffice_engine::SystemClock);
+    spawn_in_with_queue_clock(data_dir, clock, configure).await
+}
+
+/// Starts an app whose waiting room runs on `clock` (tests that move its time).
+pub async fn spawn_in_with_queue_clock(
+    data_dir: tempfile::TempDir,
+    clock: std::sync::Arc<dyn boxoffice_engine::Clock>,
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
     let mut config = Config::for_tests(data_dir.path().to_path_buf());
     configure(&mut config);
-    let app = Application::build(config).await.expect("app builds");
+    let app = Application::build_with_queue_clock(config, clock).await.expect("app builds");
     let addr = app.local_addr();
+    let state = app.state().clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run(async move {
         let _ = stopped.await;
@@ -39,6 +52,7 @@ pub async fn spawn_in(data_dir: tempfile::TempDir, configure: impl FnOnce(&mut C
         addr,
         client: reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client"),
         data_dir,
+        state,
         stop: Some(stop),
         task: Some(task),
     };

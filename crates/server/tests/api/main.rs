@@ -10,3 +10,6 @@ mod errors;
 mod helpers;
 mod holds;
 mod live;
+mod payments;
+mod queue;
+mod tickets;

@@ -1,0 +1,339 @@
+//! End to end: a boxoffice server in this process (fresh data dir, dev auth, no payment
+//! latency), small events made through the admin API, and short `holds`, `hot-seats`,
+//! `browse` and `bare` runs against it. Each run must finish with a passing oversell
+//! audit and counts that agree with each other; nothing here depends on how fast the
+//! machine is.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use boxoffice_loadgen::api::{Api, ApiConn};
+use boxoffice_loadgen::client::{Requests, bearer};
+use boxoffice_loadgen::{Args, LoadError, Report, execute};
+use boxoffice_server::{Application, Config};
+use bytes::Bytes;
+use hyper::Method;
+use serde_json::{Value, json};
+
+struct Server {
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn start_server() -> Server {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = Application::build(Config::for_tests(dir.path().to_path_buf())).await.expect("the app builds");
+    let addr = app.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run(async move {
+        let _ = stopped.await;
+    }));
+    let server = Server { addr, _dir: dir, stop: Some(stop) };
+    let mut conn = api_conn(&server);
+    for _ in 0..500 {
+        if let Ok(reply) = conn.get("/readyz", None).await
+            && reply.status == 200
+        {
+            return server;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the server did not become ready");
+}
+
+fn api_conn(server: &Server) -> ApiConn {
+    let requests = Requests::new(&server.addr.to_string()).expect("host header");
+    ApiConn::new(Arc::new(Api { addr: server.addr, requests, timeout: Duration::from_secs(10) }))
+}
+
+async fn call(
+    conn: &mut ApiConn,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Value,
+) -> (u16, Value) {
+    let auth = token.map(|t| bearer(t).expect("token header"));
+    let body = (!body.is_null()).then(|| Bytes::from(body.to_string()));
+    let reply = conn.call(method, path, auth.as_ref(), &[], body).await.expect("the call is answered");
+    let value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+    (reply.status, value)
+}
+
+/// A venue of one section `A` (`rows` x `per_row`) and an event there on sale now.
+async fn on_sale_event(server: &Server, rows: u32, per_row: u32) -> String {
+    let mut conn = api_conn(server);
+    let (status, token) =
+        call(&mut conn, Method::POST, "/v1/auth/token", None, json!({"user": "admin", "role": "admin"}))
+            .await;
+    assert_eq!(status, 200, "{token}");
+    let admin = token["token"].as_str().expect("token").to_owned();
+    let (status, venue) = call(
+        &mut conn,
+        Method::POST,
+        "/v1/venues",
+        Some(&admin),
+        json!({"name": "Load Hall", "city": "Testville", "lat": 1.0, "lon": 2.0, "tiers": ["standard"],
+               "sections": [{"name": "A", "rows": rows, "seats_per_row": per_row, "tier": "standard"}]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{venue}");
+    let now = chrono::Utc::now();
+    let (status, event) = call(
+        &mut conn,
+        Method::POST,
+        "/v1/events",
+        Some(&admin),
+        json!({"name": "Load Show", "venue_id": venue["id"], "performer_ids": [], "category": "concert",
+               "starts_at": (now + chrono::Duration::days(30)).to_rfc3339(),
+               "onsale_at": (now - chrono::Duration::hours(1)).to_rfc3339(),
+               "prices": {"standard": {"amount": 2500, "currency": "USD"}}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{event}");
+    event["id"].as_str().expect("event id").to_owned()
+}
+
+/// How many seats the event's availability bitmap shows available.
+async fn available(server: &Server, event: &str) -> u32 {
+    let reply =
+        api_conn(server).get(&format!("/v1/events/{event}/availability"), None).await.expect("bitmap");
+    assert_eq!(reply.status, 200);
+    reply.body.iter().map(|b| b.count_ones()).sum()
+}
+
+fn args(server: &Server, flags: &[&str]) -> Args {
+    let target = format!("http://{}", server.addr);
+    let mut all = vec!["--target", target.as_str()];
+    all.extend_from_slice(flags);
+    Args::from_flags(all).expect("valid flags")
+}
+
+fn status(report: &Report, op: &str, status: &str) -> u64 {
+    report.operation(op).and_then(|o| o.statuses.get(status)).copied().unwrap_or(0)
+}
+
+/// The audit passed and the run's counts agree with the audit's facts.
+fn assert_consistent(report: &Report) {
+    let audit = report.audit.as_ref().expect("holds runs are audited");
+    assert!(audit.passed, "{}", report.text());
+    let f = &audit.facts;
+    assert!(f.holds_created > 0, "some hold succeeded: {}", report.text());
+    assert_eq!(f.holds_created, status(report, "hold", "201"), "{}", report.text());
+    assert_eq!(
+        f.holds_created,
+        f.holds_released + f.holds_bought + f.holds_expired + f.holds_open,
+        "{}",
+        report.text()
+    );
+    assert_eq!(f.uncertain_seats, 0, "no hold request lost its answer: {}", report.text());
+    for op in &report.operations {
+        assert_eq!(op.transport_errors, 0, "{}", report.text());
+    }
+    let answered: u64 = report.operations.iter().map(|o| o.responses).sum();
+    assert_eq!(answered, report.responses);
+    assert_eq!(report.requests, report.responses, "every request got an answer: {}", report.text());
+    let per_second: u64 = report.timeline.operations.iter().flat_map(|(_, counts)| counts.iter()).sum();
+    assert_eq!(per_second, report.responses, "the timeline adds up to the answers");
+    assert!(report.verdict().is_ok(), "{}", report.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_and_hot_seats_runs_pass_the_oversell_audit() {
+    let server = start_server().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+
+    // holds, hold-release, two worker threads; JSON and HTML reports.
+    let released = on_sale_event(&server, 10, 20).await;
+    let json_path = dir.path().join("release.json");
+    let html_path = dir.path().join("release.html");
+    let mut a = args(
+        &server,
+        &[
+            "--scenario",
+            "holds",
+            "--event",
+            &released,
+            "--connections",
+            "8",
+            "--threads",
+            "2",
+            "--duration",
+            "1.5",
+            "--users",
+            "50",
+            "--seed",
+            "1",
+        ],
+    );
+    a.json = Some(json_path.clone());
+    a.html = Some(html_path.clone());
+    let report = execute(&a).await.expect("the run completes");
+    assert_consistent(&report);
+    let f = &report.audit.as_ref().expect("audit").facts;
+    assert_eq!(f.holds_released, status(&report, "release", "204"));
+    assert_eq!(f.holds_bought, 0);
+    assert_eq!(f.valid_tickets, 0);
+    assert_eq!(f.available_seats, 200 - f.open_holds_still_held, "{}", report.text());
+    assert_eq!(report.cleanup.as_ref().map_or(0, |c| c.released), f.open_holds_still_held);
+    assert_eq!(available(&server, &released).await, 200, "the clean-up released the holds left open");
+    let json: Value =
+        serde_json::from_slice(&std::fs::read(&json_path).expect("json written")).expect("valid JSON");
+    assert_eq!(json["scenario"], "holds");
+    assert_eq!(json["audit"]["passed"], true);
+    assert_eq!(json["operations"][0]["name"], "hold");
+    assert!(json["operations"][0]["latency_us"]["p99"].as_u64().is_some());
+    let html = std::fs::read_to_string(&html_path).expect("html written");
+    assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
+    assert_eq!(html.matches("<svg").count(), html.matches("</svg>").count());
+    assert!(html.matches("<svg").count() >= 2, "throughput and latency charts");
+    assert!(!html.contains("http://") || !html.contains("src=\"http"), "no external assets");
+
+    // holds, hold-checkout on Zipf seats: buyers sell the small event out.
+    let bought = on_sale_event(&server, 4, 10).await;
+    let report = execute(&args(
+        &server,
+        &[
+            "--scenario",
+            "holds",
+            "--mix",
+            "hold-checkout",
+            "--zipf",
+            "1.1",
+            "--event",
+            &bought,
+            "--connections",
+            "8",
+            "--duration",
+            "1.5",
+            "--quiet",
+        ],
+    ))
+    .await
+    .expect("the run completes");
+    assert_consistent(&report);
+    let f = &report.audit.as_ref().expect("audit").facts;
+    assert_eq!(report.users, Some(6), "one user per 7 seats by default");
+    assert_eq!(f.holds_bought, status(&report, "checkout", "201"));
+    assert_eq!(f.valid_tickets, f.holds_bought, "each order has the one seat it bought");
+    assert_eq!(f.available_seats, 40 - f.valid_tickets);
+    assert_eq!(status(&report, "hold", "422 HOLD_LIMIT"), 0, "no user reached the per-user limit");
+
+    // hot-seats: 16 connections, 1000 users, 5 seats; each seat sold once at most.
+    let hot = on_sale_event(&server, 2, 10).await;
+    let report = execute(&args(
+        &server,
+        &[
+            "--scenario",
+            "hot-seats",
+            "--seats",
+            "5",
+            "--event",
+            &hot,
+            "--connections",
+            "16",
+            "--duration",
+            "1",
+            "--quiet",
+        ],
+    ))
+    .await
+    .expect("the run completes");
+    assert_consistent(&report);
+    let f = &report.audit.as_ref().expect("audit").facts;
+    assert!(f.valid_tickets <= 5, "{}", report.text());
+    assert_eq!(f.valid_tickets, f.holds_bought);
+    assert_eq!(f.available_seats, 20 - f.valid_tickets);
+    assert!(status(&report, "hold", "409 SEATS_UNAVAILABLE") > 0, "users raced: {}", report.text());
+
+    // The open model on the released event again, bounded by a request count.
+    let report = execute(&args(
+        &server,
+        &[
+            "--scenario",
+            "holds",
+            "--event",
+            &released,
+            "--rate",
+            "400",
+            "--connections",
+            "4",
+            "--duration",
+            "1",
+            "--requests",
+            "200",
+            "--quiet",
+        ],
+    ))
+    .await
+    .expect("the run completes");
+    assert_consistent(&report);
+    assert_eq!(report.model, "open");
+    assert!(report.requests <= 200, "{}", report.requests);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bare_and_browse_runs_count_what_they_send() {
+    let server = start_server().await;
+    let report = execute(&args(
+        &server,
+        &["--scenario", "bare", "--connections", "4", "--requests", "500", "--quiet"],
+    ))
+    .await
+    .expect("the run completes");
+    assert_eq!(report.requests, 500);
+    assert_eq!(status(&report, "get", "200"), 500);
+    assert_eq!(report.errors, 0);
+    assert!(report.audit.is_none());
+
+    let event = on_sale_event(&server, 3, 10).await;
+    let report = execute(&args(
+        &server,
+        &["--scenario", "browse", "--event", &event, "--connections", "1", "--requests", "60", "--quiet"],
+    ))
+    .await
+    .expect("the run completes");
+    assert_eq!(report.requests, 60);
+    assert_eq!(report.errors, 0, "{}", report.text());
+    // The connection fetched the seat map once, then revalidated it.
+    assert_eq!(status(&report, "seats", "200"), 1, "{}", report.text());
+    assert_eq!(status(&report, "seats", "304"), 19, "{}", report.text());
+    assert_eq!(status(&report, "availability", "200") + status(&report, "availability", "304"), 20);
+    assert_eq!(status(&report, "event", "200"), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_targets_and_unknown_events_are_refused_clearly() {
+    let err =
+        execute(&Args::from_flags(["--target", "http://192.0.2.1:80", "--scenario", "bare"]).expect("flags"))
+            .await
+            .expect_err("a remote target is refused");
+    assert!(matches!(err, LoadError::Usage(_)), "{err}");
+    assert!(err.to_string().contains("loopback"), "{err}");
+
+    let server = start_server().await;
+    let err = execute(&args(&server, &["--scenario", "holds", "--event", "ev_999999", "--duration", "1"]))
+        .await
+        .expect_err("an unknown event is refused");
+    assert!(matches!(err, LoadError::Setup(_)), "{err}");
+    assert!(err.to_string().contains("ev_999999"), "{err}");
+
+    let skipped =
+        execute(&args(&server, &["--scenario", "onsale"])).await.expect("a skipped scenario is fine");
+    assert!(skipped.skipped.as_deref().is_some_and(|s| s.contains("not built yet")));
+    assert!(skipped.verdict().is_ok());
+
+    assert!(Args::from_flags(["--connections", "10001"]).is_err());
+    assert!(Args::from_flags(["--duration", "3601"]).is_err());
+    assert!(Args::from_flags(["--duration", "0"]).is_err());
+}

@@ -1,0 +1,319 @@
+//! Admission control in front of the handlers, on every matched route: a per-IP rate
+//! limit (all routes but health and metrics; off unless `--rate-limit-per-ip`), a
+//! per-user rate limit on `POST .../holds` and `POST .../checkout` (`--rate-limit-per-user`,
+//! 10/s with a burst of 10 by default) and load shedding on those two routes: at most
+//! `--max-inflight-holds` of them run at once, and one more is answered
+//! `503 OVERLOADED` at once instead of waiting in a queue that would only grow.
+//!
+//! The per-user limit is checked right after authentication and before the body is read
+//! (401 -> 429 -> 400): the bearer token is verified here (the verification is cached)
+//! and the verified caller is handed to the handler's extractor, so it is not verified
+//! twice. A request whose token does not verify passes on and is answered 401 by the
+//! handler.
+//!
+//! Limits are keyed governor limiters (GCRA, a few dozen bytes per key); a periodic
+//! `retain_recent()` ([`purge_step`]) forgets keys that are back to a full burst, so
+//! memory follows the active users, not every user ever seen. Refusals are `429
+//! RATE_LIMITED` with `Retry-After` in whole seconds (at least 1).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::hash::Hash;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use boxoffice_core::UserId;
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+use tower::{Layer, Service};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::{AppState, Config};
+
+/// How often limiters forget keys that are back to a full burst.
+pub const PURGE_INTERVAL: Duration = Duration::from_secs(10);
+/// Routes the per-user limit and the shedding apply to (with `POST`).
+pub const HOLD_ROUTE: &str = "/v1/events/{event_id}/holds";
+pub const CHECKOUT_ROUTE: &str = "/v1/holds/{hold_id}/checkout";
+/// Routes no per-IP limit applies to: probes and scrapers come from few addresses.
+const IP_EXEMPT_ROUTES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
+/// A keyed rate limit of `n` requests per second with a burst of `n`.
+pub struct KeyedLimit<K: Hash + Eq + Clone, C: Clock = DefaultClock> {
+    limiter: RateLimiter<K, DefaultKeyedStateStore<K>, C, NoOpMiddleware<C::Instant>>,
+}
+
+impl<K: Hash + Eq + Clone> KeyedLimit<K> {
+    pub fn per_second(n: NonZeroU32) -> Self {
+        KeyedLimit::with_clock(n, DefaultClock::default())
+    }
+}
+
+impl<K: Hash + Eq + Clone, C: Clock> KeyedLimit<K, C> {
+    pub fn with_clock(n: NonZeroU32, clock: C) -> Self {
+        KeyedLimit { limiter: RateLimiter::dashmap_with_clock(Quota::per_second(n).allow_burst(n), clock) }
+    }
+
+    /// Counts one request of `key`: `Err(seconds to wait)` when it is over the limit.
+    pub fn check(&self, key: &K) -> Result<(), u64> {
+        self.limiter.check_key(key).map_err(|not_until| {
+            let wait = not_until.wait_time_from(self.limiter.clock().now());
+            retry_after_seconds(wait)
+        })
+    }
+
+    /// Forgets keys that are back to a full burst.
+    pub fn purge(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+
+    /// Keys remembered.
+    pub fn len(&self) -> usize {
+        self.limiter.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.limiter.is_empty()
+    }
+}
+
+/// Whole seconds, rounded up, at least 1: what `Retry-After` says.
+pub fn retry_after_seconds(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
+/// The limits of one server.
+pub struct Guard {
+    per_user: Option<KeyedLimit<UserId>>,
+    per_ip: Option<KeyedLimit<IpAddr>>,
+    inflight: Arc<AtomicUsize>,
+    max_inflight: usize,
+}
+
+impl Guard {
+    pub fn new(config: &Config) -> Self {
+        metrics::gauge!("boxoffice_limit", "name" => "rate_limit_per_user")
+            .set(f64::from(config.rate_limit_per_user));
+        metrics::gauge!("boxoffice_limit", "name" => "rate_limit_per_ip")
+            .set(f64::from(config.rate_limit_per_ip));
+        metrics::gauge!("boxoffice_limit", "name" => "max_inflight_holds")
+            .set(f64::from(config.max_inflight_holds));
+        Guard {
+            per_user: NonZeroU32::new(config.rate_limit_per_user).map(KeyedLimit::per_second),
+            per_ip: NonZeroU32::new(config.rate_limit_per_ip).map(KeyedLimit::per_second),
+            inflight: Arc::new(AtomicUsize::new(0)),
+            max_inflight: config.max_inflight_holds as usize,
+        }
+    }
+
+    /// A slot on the hold path, or `None` when all are taken.
+    fn enter(&self) -> Option<InFlight> {
+        if self.inflight.fetch_add(1, Ordering::AcqRel) >= self.max_inflight {
+            self.inflight.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(InFlight(self.inflight.clone()))
+    }
+
+    /// Requests on the hold path now.
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Acquire)
+    }
+
+    pub fn purge(&self) {
+        if let Some(limit) = &self.per_user {
+            limit.purge();
+        }
+        if let Some(limit) = &self.per_ip {
+            limit.purge();
+        }
+    }
+}
+
+/// A request on the hold path; its slot frees when the response is ready.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pub async fn purge_step(state: AppState) -> Result<(), String> {
+    state.guard.purge();
+    Ok(())
+}
+
+fn rate_limited(scope: &'static str, retry_after_s: u64) -> Response {
+    metrics::counter!("boxoffice_rate_limited_total", "scope" => scope).increment(1);
+    let message = match scope {
+        "user" => "too many requests from this user; slow down",
+        _ => "too many requests from this address; slow down",
+    };
+    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", message)
+        .with("scope", scope)
+        .retry_after(retry_after_s)
+        .into_response()
+}
+
+fn shed(route: &'static str) -> Response {
+    metrics::counter!("boxoffice_shed_total", "route" => route).increment(1);
+    ApiError::unavailable("OVERLOADED", "the server is at its limit of requests in flight; retry shortly")
+        .into_response()
+}
+
+/// The verified caller of a request with a valid bearer token.
+fn authenticate(state: &AppState, headers: &HeaderMap) -> Option<Arc<Caller>> {
+    let token = headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")?;
+    state.auth.verify(token.trim()).ok()
+}
+
+#[derive(Clone)]
+pub struct GuardLayer {
+    state: AppState,
+}
+
+impl GuardLayer {
+    pub fn new(state: AppState) -> Self {
+        GuardLayer { state }
+    }
+}
+
+impl<S> Layer<S> for GuardLayer {
+    type Service = GuardService<S>;
+    fn layer(&self, inner: S) -> GuardService<S> {
+        GuardService { inner, state: self.state.clone() }
+    }
+}
+
+#[derive(Clone)]
+pub struct GuardService<S> {
+    inner: S,
+    state: AppState,
+}
+
+impl<S> Service<Request> for GuardService<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let answer = |response: Response| -> Self::Future { Box::pin(std::future::ready(Ok(response))) };
+        let guard = &self.state.guard;
+        let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str()).unwrap_or("");
+        let hot = match (request.method() == Method::POST, route) {
+            (true, HOLD_ROUTE) => Some("holds"),
+            (true, CHECKOUT_ROUTE) => Some("checkout"),
+            _ => None,
+        };
+        if let Some(limit) = &guard.per_ip
+            && !IP_EXEMPT_ROUTES.contains(&route)
+            && let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>()
+            && let Err(wait) = limit.check(&peer.ip())
+        {
+            return answer(rate_limited("ip", wait));
+        }
+        let mut slot = None;
+        if let Some(route) = hot {
+            if let Some(limit) = &guard.per_user
+                && let Some(caller) = authenticate(&self.state, request.headers())
+            {
+                if let Err(wait) = limit.check(&caller.user) {
+                    return answer(rate_limited("user", wait));
+                }
+                request.extensions_mut().insert(caller);
+            }
+            match guard.enter() {
+                Some(entered) => slot = Some(entered),
+                None => return answer(shed(route)),
+            }
+        }
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let response = future.await;
+            drop(slot);
+            response
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use governor::clock::FakeRelativeClock;
+
+    use super::*;
+
+    #[test]
+    fn a_key_gets_its_burst_then_waits_for_the_rate() {
+        let clock = FakeRelativeClock::default();
+        let limit: KeyedLimit<&str, _> = KeyedLimit::with_clock(NonZeroU32::new(10).unwrap(), clock.clone());
+        for i in 0..10 {
+            assert_eq!(limit.check(&"alice"), Ok(()), "request {i} of the burst");
+        }
+        assert_eq!(limit.check(&"alice"), Err(1), "the 11th waits (100 ms, said as 1 s)");
+        assert_eq!(limit.check(&"bob"), Ok(()), "keys are limited apart");
+        clock.advance(Duration::from_millis(100));
+        assert_eq!(limit.check(&"alice"), Ok(()), "one more after a tenth of a second");
+        assert_eq!(limit.check(&"alice"), Err(1));
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds_rounded_up_and_at_least_one() {
+        let clock = FakeRelativeClock::default();
+        let limit: KeyedLimit<u8, _> = KeyedLimit::with_clock(NonZeroU32::new(1).unwrap(), clock.clone());
+        assert_eq!(limit.check(&1), Ok(()));
+        assert_eq!(limit.check(&1), Err(1));
+        assert_eq!(retry_after_seconds(Duration::ZERO), 1);
+        assert_eq!(retry_after_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_seconds(Duration::from_millis(1_001)), 2);
+        assert_eq!(retry_after_seconds(Duration::from_secs(3)), 3);
+    }
+
+    #[test]
+    fn purging_forgets_keys_back_to_a_full_burst() {
+        let clock = FakeRelativeClock::default();
+        let limit: KeyedLimit<u32, _> = KeyedLimit::with_clock(NonZeroU32::new(10).unwrap(), clock.clone());
+        for key in 0..1_000 {
+            limit.check(&key).unwrap();
+        }
+        assert_eq!(limit.len(), 1_000);
+        clock.advance(Duration::from_secs(2));
+        limit.purge();
+        assert!(limit.is_empty(), "{} keys left", limit.len());
+    }
+
+    #[test]
+    fn in_flight_slots_are_bounded_and_freed_on_drop() {
+        let mut config = Config::for_tests(std::path::PathBuf::from("unused"));
+        config.max_inflight_holds = 2;
+        let guard = Guard::new(&config);
+        let a = guard.enter().expect("first");
+        let b = guard.enter().expect("second");
+        assert!(guard.enter().is_none(), "a third is shed");
+        assert_eq!(guard.inflight(), 2);
+        drop(a);
+        let c = guard.enter().expect("a freed slot is reused");
+        drop((b, c));
+        assert_eq!(guard.inflight(), 0);
+    }
+}
