@@ -21,6 +21,9 @@ pub struct EventEntry {
     /// `GET /v1/events/{id}` body and its ETag.
     pub detail: (Bytes, String),
     seats: OnceLock<SeatsDocument>,
+    /// Holds made on this event by this process since the entry was loaded (for the
+    /// admin's holds-per-second figure).
+    pub holds_made: std::sync::atomic::AtomicU64,
 }
 
 /// `GET /v1/events/{id}/seats`, rendered once (the geometry never changes), plain and
@@ -45,7 +48,14 @@ impl EventEntry {
             .collect::<Result<Vec<_>, _>>()?;
         let body = serde_json::to_vec(&dto::EventDetail::from(&event)).expect("event details serialize");
         let etag = format!("\"{}-{}\"", event.id, event.updated_at);
-        Ok(EventEntry { event, map, tier_prices, detail: (Bytes::from(body), etag), seats: OnceLock::new() })
+        Ok(EventEntry {
+            event,
+            map,
+            tier_prices,
+            detail: (Bytes::from(body), etag),
+            seats: OnceLock::new(),
+            holds_made: Default::default(),
+        })
     }
 
     pub fn price_of(&self, seat: u32) -> Money {

@@ -530,6 +530,9 @@ pub trait Store: Send + Sync + 'static {
     /// The user's orders, newest first.
     async fn orders_of_user(&self, user: &UserId, limit: u32, cursor: Option<&str>) -> Result<Page<Order>>;
     async fn sold_seats(&self, event: EventId) -> Result<Vec<SoldSeat>>;
+    /// The sum of the prices of the event's valid (and scanned) tickets, in minor units
+    /// (an event prices every tier in one currency); 0 when nothing is sold.
+    async fn revenue_minor_units(&self, event: EventId) -> Result<i64>;
 
     // --- payments ---
     /// Records an attempt in state `initiated`, before the gateway hears of it.

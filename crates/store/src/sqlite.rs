@@ -661,6 +661,18 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn revenue_minor_units(&self, event: EventId) -> Result<i64> {
+        let event = lookup_id(event.0)?;
+        let (sum,): (i64,) = sqlx::query_as(
+            "SELECT COALESCE(SUM(price_amount), 0) FROM tickets \
+             WHERE event_id = ? AND status IN ('valid', 'scanned')",
+        )
+        .bind(event)
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(sum)
+    }
+
     async fn create_attempt(&self, attempt: NewPaymentAttempt) -> Result<PaymentAttempt> {
         let event = to_db(attempt.hold.event.0, "event id")?;
         let created_at = to_db(attempt.created_at, "created_at")?;

@@ -180,6 +180,7 @@ async fn hold(
     match state.inventory.hold(request).await {
         Ok(view) => {
             metrics::counter!("boxoffice_holds_total", "result" => "held").increment(1);
+            entry.holds_made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Ok(HoldDto::new(&view, &entry))
         }
         Err(InventoryError::SeatsUnavailable(seats)) => {

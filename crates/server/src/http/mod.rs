@@ -16,6 +16,7 @@ pub mod live;
 pub mod metrics;
 pub mod orders;
 pub mod queue;
+pub mod stats;
 pub mod tickets;
 
 use axum::Router;
@@ -60,6 +61,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(events::router())
         .merge(availability::router())
         .merge(live::router())
+        .merge(stats::router())
         .merge(holds::router())
         .merge(orders::router())
         .merge(queue::router())

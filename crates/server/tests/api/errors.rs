@@ -256,6 +256,7 @@ async fn openapi_lists_exactly_the_routes_the_server_serves() {
         "/v1/events/{event_id}/seats",
         "/v1/events/{event_id}/availability",
         "/v1/events/{event_id}/availability/stream",
+        "/v1/events/{event_id}/stats",
         "/v1/events/{event_id}/holds",
         "/v1/events/{event_id}/queue",
         "/v1/events/{event_id}/queue/challenge",

@@ -12,4 +12,5 @@ mod holds;
 mod live;
 mod payments;
 mod queue;
+mod stats;
 mod tickets;
