@@ -7,7 +7,8 @@
 //! [`auth`] (JWT), [`catalog`] (in-process event cache), [`checkout`] (hold -> order),
 //! [`payments`] (gateways), [`refunds`], [`tickets`] (signed QR payloads), [`stream`]
 //! (the ticket stream), [`mail`] (ticket mail), [`workers`] (expiry sweeper, reconciler,
-//! outbox relay, ticket worker, key purge), [`demo`] (demo data).
+//! outbox relay, ticket worker, key purge), [`demo`] (demo data), [`search`] (the event
+//! search index, fed from the catalog's change feed).
 //! [`waiting_room`] is the virtual waiting room in front of queued onsales; rate limits and
 //! load shedding are in [`http::guard`].
 
@@ -23,6 +24,7 @@ pub mod live;
 pub mod mail;
 pub mod payments;
 pub mod refunds;
+pub mod search;
 pub mod stream;
 pub mod tickets;
 pub mod waiting_room;
@@ -31,6 +33,7 @@ pub mod workers;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::ops::Deref;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -54,6 +57,8 @@ pub struct Shared {
     pub inventory: Arc<dyn Inventory>,
     pub memory: Arc<MemoryInventory>,
     pub catalog: catalog::Catalog,
+    /// Event search (`GET /v1/search`), kept current by [`search::SearchFeed`].
+    pub search: Arc<dyn boxoffice_search::SearchIndex>,
     pub live: live::LiveHub,
     pub auth: auth::Auth,
     pub gateway: Arc<dyn payments::PaymentGateway>,
@@ -105,6 +110,20 @@ pub enum StartError {
     Store(#[from] boxoffice_store::StoreError),
     #[error("inventory: {0}")]
     Inventory(#[from] boxoffice_engine::InventoryError),
+    #[error("search index: {0}")]
+    Search(String),
+}
+
+/// Creates the data dir if needed and takes its lock (`<data-dir>/LOCK`), which the
+/// returned file holds until it is dropped: one process uses a data dir at a time.
+pub fn lock_data_dir(dir: &Path) -> Result<File, StartError> {
+    let io = |source| StartError::DataDir { dir: dir.display().to_string(), source };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let lock = File::create(dir.join("LOCK")).map_err(io)?;
+    if lock.try_lock().is_err() {
+        return Err(StartError::Locked(dir.display().to_string()));
+    }
+    Ok(lock)
 }
 
 /// A server bound to its port, not yet serving.
@@ -128,14 +147,11 @@ impl Application {
     ) -> Result<Application, StartError> {
         let dir = config.data_dir.clone();
         let io = |source| StartError::DataDir { dir: dir.display().to_string(), source };
-        std::fs::create_dir_all(&dir).map_err(io)?;
-        let lock = File::create(dir.join("LOCK")).map_err(io)?;
-        if lock.try_lock().is_err() {
-            return Err(StartError::Locked(dir.display().to_string()));
-        }
+        let lock = lock_data_dir(&dir)?;
         let secret = auth::Auth::load_or_create_secret(config.jwt_secret.as_deref(), &dir).map_err(io)?;
         let admission_secret = auth::load_or_create_key(&dir, "admission_secret").map_err(io)?;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("boxoffice.db")).await?);
+        let search_index = search::open_index(&dir)?;
         let memory = Arc::new(
             MemoryInventory::open(
                 MemoryConfig {
@@ -167,6 +183,7 @@ impl Application {
             inventory: memory.clone(),
             memory,
             catalog: catalog::Catalog::default(),
+            search: Arc::new(search_index),
             live: live::LiveHub::default(),
             auth: auth::Auth::new(&secret),
             gateway,
@@ -212,6 +229,7 @@ impl Application {
             tracing::error!(error = %e, "journal flush at shutdown failed");
         }
         state.memory.close();
+        state.search.close().await;
         tracing::info!("stopped");
         served
     }
@@ -221,6 +239,7 @@ impl Application {
 /// journal), seeds the demo, commits recovery, reconciles open checkouts, starts the
 /// workers, then says ready.
 async fn start_up(state: AppState, stop: tokio::sync::watch::Receiver<bool>) {
+    let mut search_feed = search::SearchFeed::default();
     let result: Result<(), StartError> = async {
         for id in state.store.all_event_ids().await? {
             load_event(&state, id).await?;
@@ -239,11 +258,17 @@ async fn start_up(state: AppState, stop: tokio::sync::watch::Receiver<bool>) {
         if let Err(e) = workers::redrive_stream(&state).await {
             tracing::error!(error = %e, "cannot re-drive the ticket stream");
         }
+        // Searchable from the first request: the demo and every change made while the
+        // server was down are in the index before it says ready.
+        if let Err(e) = search_feed.catch_up(&state).await {
+            tracing::error!(error = %e, "search index catch-up failed; its worker retries");
+        }
         Ok(())
     }
     .await;
     match result {
         Ok(()) => {
+            search::spawn_worker(state.clone(), stop.clone(), search_feed);
             workers::spawn_all(state.clone(), stop);
             state.ready.store(true, Ordering::Release);
             tracing::info!("ready");

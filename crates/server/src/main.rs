@@ -1,8 +1,10 @@
 //! The `boxoffice` command line.
 
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
 
-use boxoffice_server::{Application, Config};
+use boxoffice_server::{Application, Config, StartError};
 
 // The hold path allocates a little per request; mimalloc does that faster than glibc.
 #[global_allocator]
@@ -21,6 +23,22 @@ enum Command {
     Serve(Config),
     /// Load a running server, measure it, and audit it for oversold seats.
     Loadtest(boxoffice_loadgen::Args),
+    /// The event search index.
+    Search {
+        #[command(subcommand)]
+        command: SearchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SearchCommand {
+    /// Rebuild the search index of a data dir from its store (for recovery; a running
+    /// server keeps its index current by itself, so stop it first).
+    Reindex {
+        /// The server's data dir.
+        #[arg(long, env = "BOXOFFICE_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -44,6 +62,42 @@ fn main() -> std::process::ExitCode {
             }
         }
         Command::Loadtest(args) => boxoffice_loadgen::main(args),
+        Command::Search { command: SearchCommand::Reindex { data_dir } } => reindex(&data_dir),
+    }
+}
+
+fn reindex(data_dir: &std::path::Path) -> std::process::ExitCode {
+    init_tracing("warn");
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let started = std::time::Instant::now();
+    match runtime.block_on(boxoffice_server::search::reindex(data_dir)) {
+        Ok(done) => {
+            println!(
+                "search index of {} rebuilt: {} events, current to catalog change {}, in {} ms",
+                data_dir.display(),
+                done.events,
+                done.position,
+                started.elapsed().as_millis()
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Err(StartError::Locked(dir)) => {
+            eprintln!(
+                "error: a boxoffice server is running on data dir {dir} (it holds {dir}/LOCK); stop it before \
+                 reindexing: a running server keeps its search index current by itself"
+            );
+            std::process::ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 

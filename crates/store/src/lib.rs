@@ -177,6 +177,8 @@ impl Default for QueueSettings {
 /// A change of an event (`PATCH /v1/events/{id}`): `None` keeps the current value.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventUpdate {
+    pub name: Option<String>,
+    pub description: Option<String>,
     pub status: Option<EventStatus>,
     pub onsale_at: Option<UnixMs>,
     pub starts_at: Option<UnixMs>,
@@ -191,6 +193,24 @@ pub struct QueueUpdate {
     pub token_ttl_seconds: Option<u32>,
     pub max_length: Option<u64>,
     pub proof_of_work_bits: Option<u8>,
+}
+
+/// What a row of the catalog's change feed names: an event or a venue that was created or
+/// changed. Followers read the current state of what it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatalogEntity {
+    Event(EventId),
+    /// A venue (its events show its name, city and location).
+    Venue(u64),
+}
+
+/// A row of the catalog's change feed, written in the transaction of the change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CatalogChange {
+    /// Grows with every change; a follower keeps the last one it applied.
+    pub seq: u64,
+    pub entity: CatalogEntity,
+    pub changed_at: UnixMs,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -512,6 +532,20 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Page<Event>>;
     /// Every event id, for loading the inventory at start-up.
     async fn all_event_ids(&self) -> Result<Vec<EventId>>;
+    /// Creates many events in one transaction (bulk loads such as the demo catalog); each
+    /// copies its venue's seat map as [`Store::create_event`] does. All or nothing.
+    async fn create_events(&self, events: Vec<NewEvent>) -> Result<Vec<EventId>>;
+    /// The events with these ids, in id order; unknown ids are left out.
+    async fn events_by_ids(&self, ids: &[EventId]) -> Result<Vec<Event>>;
+    /// Ids of the events at a venue.
+    async fn venue_event_ids(&self, venue_id: u64) -> Result<Vec<EventId>>;
+    /// Rows of the catalog's change feed after `after_seq`, oldest first. Every catalog
+    /// write (`create_venue`, `create_event(s)`, `update_event`) adds its rows in its own
+    /// transaction.
+    async fn catalog_changes_after(&self, after_seq: u64, limit: u32) -> Result<Vec<CatalogChange>>;
+    /// The newest change's `seq` (0 when there is none): where a follower that has just
+    /// read the whole catalog continues from.
+    async fn catalog_change_head(&self) -> Result<u64>;
     /// Applies `update` in one transaction (fields it leaves `None` keep their values) and
     /// returns the event as it now is, with a later `updated_at`. `NotFound` for an unknown
     /// event; `Invalid` when the result would open the sale after the start.

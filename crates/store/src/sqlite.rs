@@ -29,10 +29,11 @@ use sqlx::sqlite::{
 use sqlx::{FromRow, QueryBuilder, Sqlite};
 
 use crate::{
-    AttemptState, AttemptUpdate, Event, EventFilter, EventStatus, FIRST_TICKET_REVISION, KeyClaim, KeyScope,
-    NewEvent, NewOrder, NewPaymentAttempt, NewVenue, Order, OrderStatus, OutboxMessage, Page, PaymentAttempt,
-    Performer, Refund, RefundOutcome, RefundRequest, RefundState, Result, ScanOutcome, SoldSeat, Store,
-    StoreError, TOPIC_ORDER_CREATED, TOPIC_ORDER_REFUNDED, Ticket, TicketStatus, Venue,
+    AttemptState, AttemptUpdate, CatalogChange, CatalogEntity, Event, EventFilter, EventStatus,
+    FIRST_TICKET_REVISION, KeyClaim, KeyScope, NewEvent, NewOrder, NewPaymentAttempt, NewVenue, Order,
+    OrderStatus, OutboxMessage, Page, PaymentAttempt, Performer, Refund, RefundOutcome, RefundRequest,
+    RefundState, Result, ScanOutcome, SoldSeat, Store, StoreError, TOPIC_ORDER_CREATED, TOPIC_ORDER_REFUNDED,
+    Ticket, TicketStatus, Venue,
 };
 
 /// How long a writer waits for another process holding the write lock.
@@ -226,6 +227,7 @@ impl Store for SqliteStore {
         let tiers_json = serde_json::to_string(&tiers).expect("a list of strings serializes");
         let seat_count =
             u32::try_from(venue.map.len()).expect("seat maps are limited far below u32::MAX seats");
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let done = sqlx::query(
             "INSERT INTO venues (name, city, city_folded, lat, lon, address, seat_count, tiers, \
              seat_map) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -239,8 +241,10 @@ impl Store for SqliteStore {
         .bind(i64::from(seat_count))
         .bind(tiers_json)
         .bind(map_json)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
+        insert_catalog_change(&mut tx, "venue", done.last_insert_rowid(), now_ms()).await?;
+        tx.commit().await?;
         let id = from_db(done.last_insert_rowid(), "venue id")?;
         self.venue_maps.lock().insert(id, venue.map);
         Ok(Venue {
@@ -305,58 +309,8 @@ impl Store for SqliteStore {
     }
 
     async fn create_event(&self, event: NewEvent) -> Result<Event> {
-        let venue_id = lookup_id(event.venue_id)?;
-        let performer_ids =
-            event.performer_ids.iter().map(|&id| lookup_id(id)).collect::<Result<Vec<_>>>()?;
-        // A performer named twice is listed once, at their first place.
-        let performer_ids = dedup(&performer_ids);
-        let prices = serde_json::to_string(&event.prices).expect("prices serialize");
-        let now = now_ms();
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        if !performer_ids.is_empty() {
-            let mut query = QueryBuilder::<Sqlite>::new("SELECT count(*) FROM performers WHERE id IN (");
-            let mut list = query.separated(", ");
-            for &id in &performer_ids {
-                list.push_bind(id);
-            }
-            query.push(")");
-            let known: i64 = query.build_query_scalar().fetch_one(&mut *tx).await?;
-            if usize::try_from(known).ok() != Some(performer_ids.len()) {
-                return Err(StoreError::NotFound);
-            }
-        }
-        // The map is copied inside SQLite: megabytes that need not travel through Rust.
-        let done = sqlx::query(
-            "INSERT INTO events (name, venue_id, category, category_folded, starts_at, \
-             onsale_at, status, prices, description, seat_count, created_at, updated_at, \
-             seat_map) \
-             SELECT ?, id, ?, ?, ?, ?, 'published', ?, ?, seat_count, ?, ?, seat_map \
-             FROM venues WHERE id = ?",
-        )
-        .bind(&event.name)
-        .bind(&event.category)
-        .bind(fold(&event.category))
-        .bind(to_db(event.starts_at, "starts_at")?)
-        .bind(to_db(event.onsale_at, "onsale_at")?)
-        .bind(prices)
-        .bind(&event.description)
-        .bind(now)
-        .bind(now)
-        .bind(venue_id)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        let event_id = done.last_insert_rowid();
-        for (position, &performer) in performer_ids.iter().enumerate() {
-            sqlx::query("INSERT INTO event_performers (event_id, performer_id, position) VALUES (?, ?, ?)")
-                .bind(event_id)
-                .bind(performer)
-                .bind(i64::try_from(position).expect("a performer list fits in memory"))
-                .execute(&mut *tx)
-                .await?;
-        }
+        let event_id = insert_event(&mut tx, &event, now_ms()).await?;
         let created = load_event(&mut tx, event_id).await?;
         tx.commit().await?;
         // The event's map is a copy of the venue's, so a parsed venue map serves as is.
@@ -427,6 +381,86 @@ impl Store for SqliteStore {
         ids.into_iter().map(|id| Ok(EventId(from_db(id, "event id")?))).collect()
     }
 
+    async fn create_events(&self, events: Vec<NewEvent>) -> Result<Vec<EventId>> {
+        let now = now_ms();
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut ids = Vec::with_capacity(events.len());
+        for event in &events {
+            ids.push(EventId(from_db(insert_event(&mut tx, event, now).await?, "event id")?));
+        }
+        tx.commit().await?;
+        let venue_maps = self.venue_maps.lock().clone();
+        let mut event_maps = self.event_maps.lock();
+        for (id, event) in ids.iter().zip(&events) {
+            if let Some(map) = venue_maps.get(&event.venue_id) {
+                event_maps.insert(*id, map.clone());
+            }
+        }
+        Ok(ids)
+    }
+
+    async fn events_by_ids(&self, ids: &[EventId]) -> Result<Vec<Event>> {
+        /// Ids per query, well under SQLite's limit of bound parameters.
+        const CHUNK: usize = 500;
+        let mut conn = self.reader.acquire().await?;
+        let mut events = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            let db_ids = chunk.iter().map(|id| lookup_id(id.0)).collect::<Result<Vec<_>>>()?;
+            let mut query = QueryBuilder::<Sqlite>::new(concat!(event_select!(), " WHERE e.id IN ("));
+            let mut list = query.separated(", ");
+            for id in dedup(&db_ids) {
+                list.push_bind(id);
+            }
+            query.push(") ORDER BY e.id");
+            let rows: Vec<EventRow> = query.build_query_as().fetch_all(&mut *conn).await?;
+            events.extend(events_with_performers(&mut conn, rows).await?);
+        }
+        events.sort_by_key(|e| e.id);
+        events.dedup_by_key(|e| e.id);
+        Ok(events)
+    }
+
+    async fn venue_event_ids(&self, venue_id: u64) -> Result<Vec<EventId>> {
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM events WHERE venue_id = ? ORDER BY id")
+            .bind(lookup_id(venue_id)?)
+            .fetch_all(&self.reader)
+            .await?;
+        ids.into_iter().map(|id| Ok(EventId(from_db(id, "event id")?))).collect()
+    }
+
+    async fn catalog_changes_after(&self, after_seq: u64, limit: u32) -> Result<Vec<CatalogChange>> {
+        let rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+            "SELECT seq, entity, entity_id, changed_at FROM catalog_changes WHERE seq > ? \
+             ORDER BY seq LIMIT ?",
+        )
+        .bind(saturating_db(after_seq))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter()
+            .map(|(seq, entity, id, at)| {
+                let id = from_db(id, "catalog change entity id")?;
+                let entity = match entity.as_str() {
+                    "event" => CatalogEntity::Event(EventId(id)),
+                    "venue" => CatalogEntity::Venue(id),
+                    other => return Err(corrupt(format!("catalog change of unknown entity {other:?}"))),
+                };
+                Ok(CatalogChange {
+                    seq: from_db(seq, "catalog change seq")?,
+                    entity,
+                    changed_at: from_db(at, "catalog change time")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn catalog_change_head(&self) -> Result<u64> {
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM catalog_changes")
+            .fetch_one(&self.reader)
+            .await?;
+        from_db(head, "catalog change seq")
+    }
+
     async fn update_event(&self, id: EventId, update: crate::EventUpdate) -> Result<Event> {
         let db_id = lookup_id(id.0)?;
         // IMMEDIATE: the read and the write below see no other writer in between, so two
@@ -440,12 +474,17 @@ impl Store for SqliteStore {
             return Err(StoreError::Invalid("onsale_at must not be after starts_at".into()));
         }
         let status = update.status.unwrap_or(current.status);
+        let name = update.name.unwrap_or(current.name);
+        let description = update.description.or(current.description);
         let queue = current.queue.updated(&update.queue);
         // Strictly later than the last change: the event's ETag is made of it.
         let updated_at = now_ms().max(to_db(current.updated_at, "updated_at")?.saturating_add(1));
         sqlx::query(
-            "UPDATE events SET status = ?, onsale_at = ?, starts_at = ?, updated_at = ? WHERE id = ?",
+            "UPDATE events SET name = ?, description = ?, status = ?, onsale_at = ?, starts_at = ?, \
+             updated_at = ? WHERE id = ?",
         )
+        .bind(&name)
+        .bind(&description)
         .bind(status.as_str())
         .bind(to_db(onsale_at, "onsale_at")?)
         .bind(to_db(starts_at, "starts_at")?)
@@ -471,6 +510,7 @@ impl Store for SqliteStore {
         .bind(i64::from(queue.proof_of_work_bits))
         .execute(&mut *tx)
         .await?;
+        insert_catalog_change(&mut tx, "event", db_id, updated_at).await?;
         let updated = load_event(&mut tx, db_id).await?;
         tx.commit().await?;
         Ok(updated)
@@ -1457,6 +1497,73 @@ async fn insert_outbox(
         .bind(topic)
         .bind(key)
         .bind(payload.to_string())
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Inserts an event (its venue's map is copied inside SQLite: megabytes that need not
+/// travel through Rust), its performers and its catalog change row; returns its row id.
+/// `NotFound` for an unknown venue or performer.
+async fn insert_event(conn: &mut SqliteConnection, event: &NewEvent, now: i64) -> Result<i64> {
+    let venue_id = lookup_id(event.venue_id)?;
+    let performer_ids = event.performer_ids.iter().map(|&id| lookup_id(id)).collect::<Result<Vec<_>>>()?;
+    // A performer named twice is listed once, at their first place.
+    let performer_ids = dedup(&performer_ids);
+    let prices = serde_json::to_string(&event.prices).expect("prices serialize");
+    if !performer_ids.is_empty() {
+        let mut query = QueryBuilder::<Sqlite>::new("SELECT count(*) FROM performers WHERE id IN (");
+        let mut list = query.separated(", ");
+        for &id in &performer_ids {
+            list.push_bind(id);
+        }
+        query.push(")");
+        let known: i64 = query.build_query_scalar().fetch_one(&mut *conn).await?;
+        if usize::try_from(known).ok() != Some(performer_ids.len()) {
+            return Err(StoreError::NotFound);
+        }
+    }
+    let done = sqlx::query(
+        "INSERT INTO events (name, venue_id, category, category_folded, starts_at, \
+         onsale_at, status, prices, description, seat_count, created_at, updated_at, \
+         seat_map) \
+         SELECT ?, id, ?, ?, ?, ?, 'published', ?, ?, seat_count, ?, ?, seat_map \
+         FROM venues WHERE id = ?",
+    )
+    .bind(&event.name)
+    .bind(&event.category)
+    .bind(fold(&event.category))
+    .bind(to_db(event.starts_at, "starts_at")?)
+    .bind(to_db(event.onsale_at, "onsale_at")?)
+    .bind(prices)
+    .bind(&event.description)
+    .bind(now)
+    .bind(now)
+    .bind(venue_id)
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    let event_id = done.last_insert_rowid();
+    for (position, &performer) in performer_ids.iter().enumerate() {
+        sqlx::query("INSERT INTO event_performers (event_id, performer_id, position) VALUES (?, ?, ?)")
+            .bind(event_id)
+            .bind(performer)
+            .bind(i64::try_from(position).expect("a performer list fits in memory"))
+            .execute(&mut *conn)
+            .await?;
+    }
+    insert_catalog_change(conn, "event", event_id, now).await?;
+    Ok(event_id)
+}
+
+/// Adds a row to the catalog's change feed, in the caller's transaction.
+async fn insert_catalog_change(conn: &mut SqliteConnection, entity: &str, id: i64, now: i64) -> Result<()> {
+    sqlx::query("INSERT INTO catalog_changes (entity, entity_id, changed_at) VALUES (?, ?, ?)")
+        .bind(entity)
+        .bind(id)
         .bind(now)
         .execute(&mut *conn)
         .await?;

@@ -1159,3 +1159,101 @@ async fn everything_survives_a_reopen<H: Harness>(h: H) {
 async fn sqlite_everything_survives_a_reopen() {
     everything_survives_a_reopen(sqlite().await).await;
 }
+
+// --- catalog change feed ---
+
+async fn every_catalog_write_adds_a_change_in_order(h: &impl Harness) {
+    use boxoffice_store::{CatalogEntity, EventUpdate};
+    let store = h.store();
+    assert_eq!(store.catalog_change_head().await.unwrap(), 0, "a new store has no changes");
+    let venue = store.create_venue(new_venue("Olympia", "Paris", small_map())).await.unwrap();
+    let first = store.create_event(new_event(&venue, "concert", T0)).await.unwrap();
+    let renamed = EventUpdate {
+        name: Some("Renamed".into()),
+        description: Some("New words".into()),
+        ..EventUpdate::default()
+    };
+    let updated = store.update_event(first.id, renamed).await.unwrap();
+    assert_eq!((updated.name.as_str(), updated.description.as_deref()), ("Renamed", Some("New words")));
+    assert_eq!(updated.category, first.category, "not named: kept");
+    let bulk = store
+        .create_events(vec![
+            new_event(&venue, "comedy", T0 + HOUR),
+            new_event(&venue, "sports", T0 + 2 * HOUR),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(bulk.len(), 2);
+
+    let changes = store.catalog_changes_after(0, 100).await.unwrap();
+    let entities: Vec<CatalogEntity> = changes.iter().map(|c| c.entity).collect();
+    assert_eq!(
+        entities,
+        vec![
+            CatalogEntity::Venue(venue.id),
+            CatalogEntity::Event(first.id),
+            CatalogEntity::Event(first.id),
+            CatalogEntity::Event(bulk[0]),
+            CatalogEntity::Event(bulk[1]),
+        ]
+    );
+    assert!(changes.windows(2).all(|w| w[0].seq < w[1].seq), "in seq order");
+    assert_eq!(store.catalog_change_head().await.unwrap(), changes[4].seq);
+    let rest = store.catalog_changes_after(changes[1].seq, 2).await.unwrap();
+    assert_eq!(rest, changes[2..4], "after a seq, at most `limit`");
+
+    // A failed write adds no change.
+    let broken = EventUpdate { onsale_at: Some(T0 + 100 * HOUR), ..EventUpdate::default() };
+    assert!(store.update_event(first.id, broken).await.is_err());
+    let mut missing_venue = new_event(&venue, "concert", T0);
+    missing_venue.venue_id = 9_999;
+    assert!(matches!(
+        store.create_events(vec![new_event(&venue, "x", T0), missing_venue]).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.catalog_change_head().await.unwrap(), changes[4].seq, "nothing half-written");
+    assert_eq!(store.all_event_ids().await.unwrap().len(), 3);
+}
+
+async fn events_read_in_bulk_by_id_and_by_venue(h: &impl Harness) {
+    let store = h.store();
+    let paris = store.create_venue(new_venue("Olympia", "Paris", small_map())).await.unwrap();
+    let lyon = store.create_venue(new_venue("Halle", "Lyon", small_map())).await.unwrap();
+    let a = store.create_event(new_event(&paris, "concert", T0)).await.unwrap();
+    let b = store.create_event(new_event(&lyon, "concert", T0)).await.unwrap();
+    let c = store.create_event(new_event(&paris, "comedy", T0)).await.unwrap();
+    let read = store.events_by_ids(&[c.id, EventId(9_999), a.id, c.id]).await.unwrap();
+    assert_eq!(read, vec![a.clone(), c.clone()], "id order, unknown ids left out, once each");
+    assert_eq!(store.venue_event_ids(paris.id).await.unwrap(), [a.id, c.id]);
+    assert_eq!(store.venue_event_ids(lyon.id).await.unwrap(), [b.id]);
+    assert!(store.venue_event_ids(9_999).await.unwrap().is_empty());
+    let many: Vec<EventId> = (0..1_200).map(EventId).collect();
+    assert_eq!(store.events_by_ids(&many).await.unwrap().len(), 3, "more ids than one query binds");
+    assert_eq!(*store.event_seat_map(c.id).await.unwrap(), *small_map());
+}
+
+#[tokio::test]
+async fn sqlite_every_catalog_write_adds_a_change_in_order() {
+    every_catalog_write_adds_a_change_in_order(&sqlite().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_events_read_in_bulk_by_id_and_by_venue() {
+    events_read_in_bulk_by_id_and_by_venue(&sqlite().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_events_created_before_the_change_feed_are_announced_once() {
+    // A database from before migration 0004: events without change rows. Simulated by
+    // removing the rows and re-running the migration's back-fill statement.
+    use boxoffice_store::CatalogEntity;
+    let h = sqlite().await;
+    let venue = h.store.create_venue(new_venue("Olympia", "Paris", small_map())).await.unwrap();
+    let event = h.store.create_event(new_event(&venue, "concert", T0)).await.unwrap();
+    sqlx::query("DELETE FROM catalog_changes").execute(h.store.pool()).await.unwrap();
+    let migration = include_str!("../migrations/sqlite/0004_catalog_changes.sql");
+    let backfill = &migration[migration.find("INSERT INTO catalog_changes").unwrap()..];
+    sqlx::query(backfill).execute(h.store.pool()).await.unwrap();
+    let changes = h.store.catalog_changes_after(0, 10).await.unwrap();
+    assert_eq!(changes.iter().map(|c| c.entity).collect::<Vec<_>>(), [CatalogEntity::Event(event.id)]);
+}

@@ -121,6 +121,55 @@ impl From<&Event> for EventSummary {
     }
 }
 
+/// A search result: the fields of an event summary plus what search knows about it.
+#[derive(Serialize, ToSchema)]
+pub struct SearchHitDto {
+    #[serde(flatten)]
+    pub summary: EventSummary,
+    pub venue_lat: f64,
+    pub venue_lon: f64,
+    /// Cheapest and dearest seat price.
+    pub price_min: Option<MoneyDto>,
+    pub price_max: Option<MoneyDto>,
+    /// Published, past its onsale and not started.
+    pub on_sale: bool,
+    /// No seat available (held or sold), as of the last second or so.
+    pub sold_out: bool,
+    /// BM25 relevance (in relevance order only).
+    pub score: Option<f32>,
+    /// Great-circle distance from `lat`/`lon` (with a geo filter only).
+    pub distance_km: Option<f64>,
+}
+
+impl SearchHitDto {
+    pub fn new(hit: &boxoffice_search::SearchHit, now: UnixMs) -> Self {
+        let doc = &hit.doc;
+        let money = |p: &boxoffice_search::Price| MoneyDto { amount: p.amount, currency: p.currency.clone() };
+        SearchHitDto {
+            summary: EventSummary {
+                id: boxoffice_core::EventId(doc.id).to_string(),
+                name: doc.name.clone(),
+                city: doc.city.clone(),
+                category: doc.category.clone(),
+                starts_at: rfc3339(doc.starts_at),
+                onsale_at: rfc3339(doc.onsale_at),
+                status: doc.status.clone(),
+                seat_count: doc.seat_count,
+                venue_id: format!("ve_{}", doc.venue_id),
+                venue_name: doc.venue_name.clone(),
+            },
+            venue_lat: doc.lat,
+            venue_lon: doc.lon,
+            price_min: doc.price_min.as_ref().map(money),
+            price_max: doc.price_max.as_ref().map(money),
+            on_sale: doc.on_sale_at(now),
+            sold_out: doc.sold_out,
+            score: hit.score,
+            distance_km: hit.distance_km.map(|d| (d * 1000.0).round() / 1000.0),
+        }
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct EventDetail {
     #[serde(flatten)]
@@ -199,6 +248,8 @@ pub struct QueuePatchBody {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventPatchBody {
+    pub name: Option<String>,
+    pub description: Option<String>,
     pub status: Option<EventStatusBody>,
     pub onsale_at: Option<String>,
     pub starts_at: Option<String>,

@@ -144,8 +144,8 @@ async fn get_event(
     Ok(cached(&headers, body.clone(), etag, "public, max-age=60", "application/json"))
 }
 
-/// Changes an event (admin): any subset of status, onsale, start and queue settings;
-/// what is left out, inside `queue` too, keeps its value.
+/// Changes an event (admin): any subset of name, description, status, onsale, start and
+/// queue settings; what is left out, inside `queue` too, keeps its value.
 #[utoipa::path(patch, path = "/v1/events/{event_id}", tag = "admin", request_body = EventPatchBody,
     params(("event_id" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = EventDetail), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -202,7 +202,15 @@ fn event_update(body: EventPatchBody) -> Result<EventUpdate, ApiError> {
         }
         other => other,
     };
+    let name = body.name.as_deref().map(|n| check_text("name", n, MAX_NAME_CHARS)).transpose()?;
+    let description = body
+        .description
+        .as_deref()
+        .map(|d| check_text("description", d, MAX_DESCRIPTION_CHARS))
+        .transpose()?;
     Ok(EventUpdate {
+        name,
+        description,
         status,
         onsale_at,
         starts_at,

@@ -16,8 +16,10 @@ pub mod live;
 pub mod metrics;
 pub mod orders;
 pub mod queue;
+pub mod search;
 pub mod stats;
 pub mod tickets;
+pub mod web;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -59,6 +61,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(health::router())
         .merge(auth::router())
         .merge(events::router())
+        .merge(search::router())
         .merge(availability::router())
         .merge(live::router())
         .merge(stats::router())
@@ -79,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route_layer(guard::GuardLayer::new(state.clone()))
         .route_layer(edge::EdgeLayer::new(state.clone()))
+        .merge(web::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -272,6 +272,7 @@ async fn openapi_lists_exactly_the_routes_the_server_serves() {
         "/v1/tickets/verify",
         "/v1/venues",
         "/v1/performers",
+        "/v1/search",
         "/v1/auth/token",
         "/healthz",
         "/readyz",

@@ -12,5 +12,7 @@ mod holds;
 mod live;
 mod payments;
 mod queue;
+mod search;
 mod stats;
 mod tickets;
+mod web;

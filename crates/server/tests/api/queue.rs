@@ -198,7 +198,7 @@ async fn patch_is_for_admins_and_refuses_invalid_changes_whole() {
         ("not a time", json!({"onsale_at": "tomorrow"})),
         ("onsale after the start", json!({"onsale_at": far})),
         ("unknown status", json!({"status": "sold_out"})),
-        ("unknown field", json!({"name": "renamed"})),
+        ("unknown field", json!({"seat_count": 5})),
         ("unknown queue field", json!({"queue": {"enabled": true, "speed": 3}})),
         ("enabled not a bool", json!({"queue": {"enabled": "yes"}})),
     ];
