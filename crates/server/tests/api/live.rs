@@ -293,3 +293,79 @@ async fn seat_geometry_is_served_gzip_compressed_when_asked() {
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&compressed[..]), &mut decoded).unwrap();
     assert_eq!(decoded, plain_body);
 }
+
+#[tokio::test]
+async fn a_confirm_changes_no_bit_and_an_expiry_comes_back_as_an_available_delta() {
+    let (app, event, _) = app_with_event(|c| c.hold_ttl = 1).await;
+    let fan = app.token("fan1", "fan").await;
+    let mut viewer = Viewer::open(&app, &event, None).await;
+    viewer.apply_next().await;
+    let (_, bought) = app.hold(&fan, &event, &["A-1-1"]).await;
+    let (status, _) = app.checkout(&fan, bought["hold_id"].as_str().unwrap(), "tok_visa", "k1").await;
+    assert_eq!(status, 201);
+    let (status, _) = app.hold(&fan, &event, &["A-1-2"]).await;
+    assert_eq!(status, 201);
+    // Wait for the second hold to expire (the sweeper runs every 500 ms).
+    let mut expired = false;
+    for _ in 0..100 {
+        let (bitmap, _) = app.bitmap(&event).await;
+        if bit(&bitmap, 1) {
+            expired = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(expired, "the hold expired");
+    let (bitmap, version) = app.bitmap(&event).await;
+    viewer.catch_up_to(version).await;
+    assert_eq!(viewer.bitmap, bitmap);
+    assert!(!bit(&viewer.bitmap, 0), "the bought seat stays unavailable");
+    assert!(bit(&viewer.bitmap, 1), "the expired seat is available again");
+}
+
+#[tokio::test]
+async fn many_changes_within_an_interval_reach_viewers_as_few_frames() {
+    let (app, event, _) = app_with_event(|c| c.sse_interval_ms = 500).await;
+    let mut viewer = Viewer::open(&app, &event, None).await;
+    viewer.apply_next().await;
+    let fans = futures_join(&app, 5).await;
+    let mut changes = 0;
+    for (i, fan) in fans.iter().enumerate() {
+        for n in 1..=8 {
+            let label = format!("{}-{}-{}", if i % 2 == 0 { "A" } else { "B" }, 1 + i / 2, n);
+            let (status, body) = app.hold(fan, &event, &[&label]).await;
+            assert_eq!(status, 201, "{body}");
+            changes += 1;
+        }
+    }
+    let (bitmap, version) = app.bitmap(&event).await;
+    viewer.catch_up_to(version).await;
+    assert_eq!(viewer.bitmap, bitmap);
+    let frames = viewer.frames.len() - 1;
+    assert!(frames * 2 < changes, "{changes} changes came as {frames} frames: they are coalesced");
+}
+
+#[tokio::test]
+async fn a_stalled_viewer_does_not_delay_a_healthy_one() {
+    let (app, event, _) = app_with_event(|c| c.sse_interval_ms = 10).await;
+    // This one never reads.
+    let _stalled = Viewer::open(&app, &event, None).await;
+    let mut healthy = Viewer::open(&app, &event, None).await;
+    healthy.apply_next().await;
+    let fan = app.token("fan1", "fan").await;
+    for i in 0..120 {
+        let label = format!("B-{}-{}", 1 + (i % 4), 1 + (i % 10));
+        let (status, body) = app.hold(&fan, &event, &[&label]).await;
+        assert_eq!(status, 201, "{body}");
+        app.delete(&format!("/v1/holds/{}", body["hold_id"].as_str().unwrap()), Some(&fan)).await;
+        if i % 10 == 0 {
+            // The healthy viewer keeps up while the stalled one's buffer overflows.
+            let (_, version) = app.bitmap(&event).await;
+            healthy.catch_up_to(version).await;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (bitmap, version) = app.bitmap(&event).await;
+    healthy.catch_up_to(version).await;
+    assert_eq!(healthy.bitmap, bitmap);
+}
