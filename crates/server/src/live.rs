@@ -35,6 +35,21 @@ pub const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Times a viewer may fall behind before it is dropped.
 pub const SSE_MAX_CATCH_UPS: u32 = 8;
 
+/// A `text/event-stream` response over a stream of ready-made frames, unbuffered by
+/// proxies that honour `X-Accel-Buffering`.
+pub fn sse_response<S>(frames: S) -> axum::response::Response
+where
+    S: futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static,
+{
+    use axum::http::{HeaderValue, header};
+    let mut response = axum::response::Response::new(axum::body::Body::from_stream(frames));
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
 /// One rendered SSE frame and the versions it spans.
 #[derive(Debug)]
 pub struct Frame {
