@@ -11,6 +11,7 @@
 
 pub mod journal;
 pub mod memory;
+pub mod redis;
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use async_trait::async_trait;
 use boxoffice_core::{EventId, HoldId, HoldView, SeatMap, UnixMs, UserId};
 use bytes::Bytes;
 
+pub use self::redis::{RedisConfig, RedisInventory};
 pub use memory::MemoryInventory;
 
 /// What a hold asks for.
@@ -125,6 +127,77 @@ pub struct SoldSeat {
     pub user: UserId,
 }
 
+/// Why seats went back on sale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReleaseReason {
+    /// The buyer released the hold.
+    User,
+    /// The hold's time ran out.
+    Expiry,
+    /// The ticket was refunded.
+    Refund,
+    /// The event was cancelled.
+    Cancel,
+    /// A hold lost to an order that sold its seat (repair after a crash).
+    Superseded,
+}
+
+impl ReleaseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseReason::User => "user",
+            ReleaseReason::Expiry => "expiry",
+            ReleaseReason::Refund => "refund",
+            ReleaseReason::Cancel => "cancel",
+            ReleaseReason::Superseded => "superseded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::User, Self::Expiry, Self::Refund, Self::Cancel, Self::Superseded]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
+/// What one change did to its seats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// AVAILABLE -> HELD by the record's hold.
+    Held,
+    /// HELD or SOLD -> AVAILABLE.
+    Released(ReleaseReason),
+    /// HELD -> SOLD by `confirm`, or -> SOLD by `mark_sold`.
+    Sold,
+}
+
+/// One change of seat states, as the engine made it: the raw material of the audit
+/// history (hold, release and expiry records are written from these).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeRecord {
+    /// The event version this change produced (several records may share one).
+    pub version: u64,
+    pub at_ms: UnixMs,
+    pub kind: ChangeKind,
+    pub seats: Vec<u32>,
+    /// The hold, for changes of a hold; `None` for `release_sold` and `mark_sold`.
+    pub hold: Option<HoldId>,
+    /// The hold's user, or the seats' owner.
+    pub user: Option<UserId>,
+    /// A hold restored from the embedded journal at start-up (its original record was
+    /// made before the restart).
+    pub recovered: bool,
+}
+
+/// The changes of an event after a version, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct History {
+    pub records: Vec<ChangeRecord>,
+    /// `false` when records after the asked version were already trimmed from the
+    /// engine's bounded history (a reader that fell that far behind lost them).
+    pub complete: bool,
+}
+
 /// A pin whose deadline has passed: the checkout that set it has died or hung, and only
 /// the order store can say whether it sold the seats.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,7 +250,7 @@ pub trait Inventory: Send + Sync + 'static {
     /// SOLD -> AVAILABLE for seats whose tickets were voided (refund, cancellation), at
     /// once and in one step. Seats that are not SOLD are left alone; returns the seats
     /// that were released.
-    async fn release_sold(&self, event: EventId, seats: &[u32]) -> Result<Vec<u32>>;
+    async fn release_sold(&self, event: EventId, seats: &[u32], reason: ReleaseReason) -> Result<Vec<u32>>;
 
     /// Marks seats SOLD that the order store says are sold but the engine does not
     /// (repair after a crash between the order commit and `confirm`). A live hold on such
@@ -186,6 +259,10 @@ pub trait Inventory: Send + Sync + 'static {
 
     /// The seats the engine has SOLD, ascending (for anti-entropy with the order store).
     async fn sold_seats(&self, event: EventId) -> Result<Vec<u32>>;
+
+    /// Up to `limit` changes of the event after `after_version`, oldest first. A record is
+    /// never split: the last version returned may have more records only if `limit` cut it.
+    async fn history(&self, event: EventId, after_version: u64, limit: usize) -> Result<History>;
 
     /// Makes everything accepted so far durable.
     async fn flush(&self) -> Result<()>;

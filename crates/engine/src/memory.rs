@@ -16,8 +16,8 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::journal::{EndReason, Journal, JournaledHold, Record, SyncMode, Ticket};
 use crate::{
-    Availability, Clock, Feed, HoldRequest, Inventory, InventoryError, Result, SeatChanges, SeatCounts,
-    Selection, SoldSeat, StalePin, SystemClock,
+    Availability, ChangeKind, ChangeRecord, Clock, Feed, History, HoldRequest, Inventory, InventoryError,
+    ReleaseReason, Result, SeatChanges, SeatCounts, Selection, SoldSeat, StalePin, SystemClock,
 };
 
 /// Settings of the embedded inventory.
@@ -32,11 +32,15 @@ pub struct MemoryConfig {
     /// Seat changes remembered per event for the live map's deltas and resumes; a
     /// viewer further behind gets a fresh snapshot.
     pub change_ring_seats: usize,
+    /// Change records remembered per event for the audit history's writer (see
+    /// [`Inventory::history`]); a writer further behind loses the oldest.
+    pub history_records: usize,
 }
 
 impl MemoryConfig {
     pub const DEFAULT_ENDED_HOLDS_KEPT_PER_EVENT: usize = 100_000;
     pub const DEFAULT_CHANGE_RING_SEATS: usize = 65_536;
+    pub const DEFAULT_HISTORY_RECORDS: usize = 131_072;
 }
 
 impl Default for MemoryConfig {
@@ -46,6 +50,7 @@ impl Default for MemoryConfig {
             sync: SyncMode::Fsync,
             ended_holds_kept_per_event: Self::DEFAULT_ENDED_HOLDS_KEPT_PER_EVENT,
             change_ring_seats: Self::DEFAULT_CHANGE_RING_SEATS,
+            history_records: Self::DEFAULT_HISTORY_RECORDS,
         }
     }
 }
@@ -89,6 +94,7 @@ struct LiveHold {
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 struct ShardState {
+    event: EventId,
     seats: Vec<SeatState>,
     bitmap: Bitmap,
     version: u64,
@@ -108,6 +114,11 @@ struct ShardState {
     /// Changes after this version are all in `changes`.
     changes_floor: u64,
     change_capacity: usize,
+    /// Recent change records, oldest first, bounded by `history_capacity`.
+    history: VecDeque<ChangeRecord>,
+    /// Records after this version are all in `history`.
+    history_floor: u64,
+    history_capacity: usize,
     /// The time of the current operation (set when it starts).
     now_ms: UnixMs,
 }
@@ -240,6 +251,15 @@ impl Step<'_> {
 
     /// Ends a live hold: its seats become available (or sold, when confirmed).
     fn end(&mut self, st: &mut ShardState, nonce: u128, status: HoldStatus) {
+        let reason = match status {
+            HoldStatus::Expired => ReleaseReason::Expiry,
+            _ => ReleaseReason::User,
+        };
+        self.end_because(st, nonce, status, reason);
+    }
+
+    /// [`end`](Self::end) with the reason recorded for released seats.
+    fn end_because(&mut self, st: &mut ShardState, nonce: u128, status: HoldStatus, why: ReleaseReason) {
         let hold =
             st.holds.get_mut(&nonce).filter(|h| h.ended.is_none()).expect("ending a hold that is live");
         hold.ended = Some(status);
@@ -268,6 +288,8 @@ impl Step<'_> {
             }
         }
         st.version += 1;
+        let kind = if confirmed { ChangeKind::Sold } else { ChangeKind::Released(why) };
+        st.record(kind, seats.clone(), Some(nonce), Some(user.clone()), false);
         let reason = match status {
             HoldStatus::Released => EndReason::Released,
             HoldStatus::Expired => EndReason::Expired,
@@ -310,8 +332,9 @@ fn metrics_expired(n: u32) {
 }
 
 impl ShardState {
-    fn new(map: &SeatMap, change_capacity: usize) -> Self {
+    fn new(event: EventId, map: &SeatMap, config: &MemoryConfig) -> Self {
         ShardState {
+            event,
             seats: vec![SeatState::Available; map.len()],
             bitmap: Bitmap::all_available(map.len()),
             version: 0,
@@ -324,7 +347,10 @@ impl ShardState {
             cached: None,
             changes: VecDeque::new(),
             changes_floor: 0,
-            change_capacity,
+            change_capacity: config.change_ring_seats,
+            history: VecDeque::new(),
+            history_floor: 0,
+            history_capacity: config.history_records,
             now_ms: 0,
         }
     }
@@ -379,6 +405,50 @@ impl ShardState {
         self.changes.push_back(Change { version: self.version + 1, seat, available, at_ms: self.now_ms });
     }
 
+    /// Remembers a change record at the current version (call after the bump).
+    fn record(
+        &mut self,
+        kind: ChangeKind,
+        seats: Vec<u32>,
+        hold: Option<u128>,
+        user: Option<UserId>,
+        recovered: bool,
+    ) {
+        if self.history_capacity == 0 {
+            self.history_floor = self.version;
+            return;
+        }
+        if self.history.len() >= self.history_capacity
+            && let Some(oldest) = self.history.pop_front()
+        {
+            self.history_floor = oldest.version;
+        }
+        let hold = hold.map(|nonce| HoldId { event: self.event, nonce });
+        self.history.push_back(ChangeRecord {
+            version: self.version,
+            at_ms: self.now_ms,
+            kind,
+            seats,
+            hold,
+            user,
+            recovered,
+        });
+    }
+
+    /// Records after `after`, at least `limit` unless fewer exist, never ending in the
+    /// middle of a version.
+    fn history_after(&self, after: u64, limit: usize) -> History {
+        let start = self.history.partition_point(|r| r.version <= after);
+        let mut records: Vec<ChangeRecord> = Vec::new();
+        for record in self.history.range(start..) {
+            if records.len() >= limit && records.last().is_some_and(|last| last.version != record.version) {
+                break;
+            }
+            records.push(record.clone());
+        }
+        History { records, complete: after >= self.history_floor }
+    }
+
     /// The net change since `since`, if the ring still covers it.
     fn changes_since(&self, since: u64) -> Option<SeatChanges> {
         if since < self.changes_floor || since > self.version {
@@ -426,7 +496,7 @@ impl ShardState {
         self.holds.iter().filter(|(_, h)| h.ended.is_none())
     }
 
-    fn install(&mut self, nonce: u128, hold: LiveHold) {
+    fn install(&mut self, nonce: u128, hold: LiveHold, recovered: bool) {
         debug_assert!(hold.ended.is_none());
         for &seat in &hold.seats {
             debug_assert_eq!(self.seats[seat as usize], SeatState::Available);
@@ -438,6 +508,11 @@ impl ShardState {
         self.held_seats += n;
         *self.per_user.entry(hold.user.clone()).or_insert(0) += n;
         self.version += 1;
+        self.record(ChangeKind::Held, hold.seats.clone(), Some(nonce), Some(hold.user.clone()), recovered);
+        if let Some(record) = self.history.back_mut() {
+            // A restored hold keeps the time it was made.
+            record.at_ms = hold.created_ms;
+        }
         self.expiry.insert((hold.expires_ms, nonce));
         self.holds.insert(nonce, hold);
     }
@@ -541,11 +616,8 @@ impl Inventory for MemoryInventory {
             if self.shards.read().contains_key(&event) {
                 return Ok(());
             }
-            let shard = Arc::new(Shard {
-                event,
-                state: Mutex::new(ShardState::new(&map, self.config.change_ring_seats)),
-                map,
-            });
+            let shard =
+                Arc::new(Shard { event, state: Mutex::new(ShardState::new(event, &map, &self.config)), map });
             let now = self.clock.now_ms();
             let recovered = recovered_by_event.remove(&event).unwrap_or_default();
             let last_seq = {
@@ -589,6 +661,7 @@ impl Inventory for MemoryInventory {
                             pin: None,
                             ended: None,
                         },
+                        true,
                     );
                     restored += 1;
                 }
@@ -663,7 +736,7 @@ impl Inventory for MemoryInventory {
                 created_ms: hold.created_ms,
                 expires_ms: hold.expires_ms,
             });
-            st.install(id.nonce, hold);
+            st.install(id.nonce, hold, false);
             (st.view(request.event, id.nonce)?, step.submit())
         };
         self.durable(seq).await?;
@@ -812,7 +885,7 @@ impl Inventory for MemoryInventory {
         Ok(total)
     }
 
-    async fn release_sold(&self, event: EventId, seats: &[u32]) -> Result<Vec<u32>> {
+    async fn release_sold(&self, event: EventId, seats: &[u32], reason: ReleaseReason) -> Result<Vec<u32>> {
         let shard = self.shard(event)?;
         let now = self.clock.now_ms();
         let (released, ticket) = {
@@ -820,6 +893,7 @@ impl Inventory for MemoryInventory {
             let mut st = shard.state.lock();
             step.expire_due(&mut st, now);
             let mut released = Vec::new();
+            let mut by_owner: Vec<(UserId, Vec<u32>)> = Vec::new();
             for &seat in seats {
                 let Some(SeatState::Sold(owner)) = st.seats.get(seat as usize).cloned() else { continue };
                 st.seats[seat as usize] = SeatState::Available;
@@ -833,9 +907,16 @@ impl Inventory for MemoryInventory {
                     }
                 }
                 released.push(seat);
+                match by_owner.iter_mut().find(|(user, _)| *user == owner) {
+                    Some((_, seats)) => seats.push(seat),
+                    None => by_owner.push((owner, vec![seat])),
+                }
             }
             if !released.is_empty() {
                 st.version += 1;
+                for (owner, seats) in by_owner {
+                    st.record(ChangeKind::Released(reason), seats, None, Some(owner), false);
+                }
             }
             debug_assert_eq!(st.check(&shard.map), Ok(()));
             (released, step.submit())
@@ -852,22 +933,32 @@ impl Inventory for MemoryInventory {
             let mut st = shard.state.lock();
             step.expire_due(&mut st, now);
             let mut changed = Vec::new();
+            let mut by_owner: Vec<(UserId, Vec<u32>)> = Vec::new();
             for sold in seats {
                 let i = sold.seat_index as usize;
                 match st.seats.get(i).cloned() {
                     None | Some(SeatState::Sold(_)) => continue,
-                    Some(SeatState::Held(nonce)) => step.end(&mut st, nonce, HoldStatus::Released),
+                    Some(SeatState::Held(nonce)) => {
+                        step.end_because(&mut st, nonce, HoldStatus::Released, ReleaseReason::Superseded)
+                    }
                     Some(SeatState::Available) => {}
                 }
                 st.seats[i] = SeatState::Sold(sold.user.clone());
                 st.bitmap.set_available(sold.seat_index, false);
                 st.record_change(sold.seat_index, false);
                 st.sold_seats += 1;
-                *st.per_user.entry(sold.user).or_insert(0) += 1;
+                *st.per_user.entry(sold.user.clone()).or_insert(0) += 1;
                 changed.push(sold.seat_index);
+                match by_owner.iter_mut().find(|(user, _)| *user == sold.user) {
+                    Some((_, seats)) => seats.push(sold.seat_index),
+                    None => by_owner.push((sold.user, vec![sold.seat_index])),
+                }
             }
             if !changed.is_empty() {
                 st.version += 1;
+                for (owner, seats) in by_owner {
+                    st.record(ChangeKind::Sold, seats, None, Some(owner), false);
+                }
             }
             debug_assert_eq!(st.check(&shard.map), Ok(()));
             (changed, step.submit())
@@ -905,10 +996,147 @@ impl Inventory for MemoryInventory {
         Ok(stale)
     }
 
+    async fn history(&self, event: EventId, after_version: u64, limit: usize) -> Result<History> {
+        let shard = self.shard(event)?;
+        let now = self.clock.now_ms();
+        let (history, ticket) = {
+            let mut step = self.step(&shard);
+            let mut st = shard.state.lock();
+            step.expire_due(&mut st, now);
+            (st.history_after(after_version, limit), step.submit())
+        };
+        self.durable(ticket).await?;
+        Ok(history)
+    }
+
     async fn flush(&self) -> Result<()> {
         match &self.journal {
             Some(journal) => journal.flush().await.map_err(InventoryError::Journal),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use boxoffice_core::SectionSpec;
+
+    use super::*;
+    use crate::ManualClock;
+
+    const EVENT: EventId = EventId(3);
+
+    fn inventory(history_records: usize) -> (MemoryInventory, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let config = MemoryConfig { history_records, ..MemoryConfig::default() };
+        (MemoryInventory::open(config, clock.clone()).expect("in-memory inventory"), clock)
+    }
+
+    async fn load(inv: &MemoryInventory, sold: Vec<SoldSeat>) {
+        let spec = SectionSpec { name: "A".into(), rows: 1, seats_per_row: 10, tier: None };
+        let map = SeatMap::from_sections(SeatMap::default_tiers(), &[spec]).expect("layout");
+        inv.load_event(EVENT, Arc::new(map), sold).await.expect("load");
+    }
+
+    fn user(name: &str) -> UserId {
+        UserId::parse(name).expect("user id")
+    }
+
+    async fn hold(inv: &MemoryInventory, who: &str, seats: &[u32]) -> HoldView {
+        let request = HoldRequest {
+            event: EVENT,
+            user: user(who),
+            selection: Selection::Seats(seats.to_vec()),
+            ttl_ms: 10_000,
+            max_seats_per_user: 8,
+        };
+        inv.hold(request).await.expect("hold")
+    }
+
+    fn kinds(history: &History) -> Vec<(u64, ChangeKind, Vec<u32>)> {
+        history.records.iter().map(|r| (r.version, r.kind, r.seats.clone())).collect()
+    }
+
+    #[tokio::test]
+    async fn every_seat_change_leaves_one_record_with_its_version_and_cause() {
+        let (inv, clock) = inventory(1_000);
+        load(&inv, vec![]).await;
+        let a = hold(&inv, "ann", &[0, 1]).await;
+        let b = hold(&inv, "bob", &[2]).await;
+        hold(&inv, "cat", &[3]).await;
+        inv.release(a.id).await.unwrap();
+        inv.pin(b.id, "att_1", clock.now_ms() + 60_000).await.unwrap();
+        inv.confirm(b.id, "att_1").await.unwrap();
+        clock.advance_ms(10_001);
+        assert_eq!(inv.expire_due().await.unwrap(), 1);
+        assert_eq!(inv.release_sold(EVENT, &[2, 9], ReleaseReason::Refund).await.unwrap(), vec![2]);
+        let d = hold(&inv, "dan", &[5]).await;
+        inv.mark_sold(EVENT, vec![SoldSeat { seat_index: 5, user: user("eve") }]).await.unwrap();
+
+        let history = inv.history(EVENT, 0, 100).await.unwrap();
+        assert!(history.complete);
+        assert_eq!(
+            kinds(&history),
+            vec![
+                (1, ChangeKind::Held, vec![0, 1]),
+                (2, ChangeKind::Held, vec![2]),
+                (3, ChangeKind::Held, vec![3]),
+                (4, ChangeKind::Released(ReleaseReason::User), vec![0, 1]),
+                (5, ChangeKind::Sold, vec![2]),
+                (6, ChangeKind::Released(ReleaseReason::Expiry), vec![3]),
+                (7, ChangeKind::Released(ReleaseReason::Refund), vec![2]),
+                (8, ChangeKind::Held, vec![5]),
+                (9, ChangeKind::Released(ReleaseReason::Superseded), vec![5]),
+                (10, ChangeKind::Sold, vec![5]),
+            ]
+        );
+        let records = &history.records;
+        assert_eq!(records[0].hold, Some(a.id));
+        assert_eq!(records[0].user, Some(user("ann")));
+        assert_eq!(records[4].hold, Some(b.id));
+        assert_eq!(records[6].hold, None);
+        assert_eq!(records[6].user, Some(user("bob")));
+        assert_eq!(records[8].hold, Some(d.id));
+        assert_eq!(records[9].user, Some(user("eve")));
+        assert!(records.iter().all(|r| !r.recovered));
+        // The version of the last record is the event's version.
+        assert_eq!(inv.availability(EVENT).await.unwrap().version, 10);
+        // Reading on from a version gives the rest.
+        assert_eq!(kinds(&inv.history(EVENT, 8, 100).await.unwrap()).len(), 2);
+        assert!(inv.history(EVENT, 10, 100).await.unwrap().records.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_limited_read_never_ends_inside_a_version() {
+        let (inv, _) = inventory(1_000);
+        load(&inv, vec![]).await;
+        hold(&inv, "ann", &[0]).await;
+        let h = hold(&inv, "bob", &[1]).await;
+        // Ends bob's hold and sells for two owners: records at versions 3 and 4 (two).
+        let sold = vec![
+            SoldSeat { seat_index: 1, user: user("cat") },
+            SoldSeat { seat_index: 2, user: user("dan") },
+        ];
+        inv.mark_sold(EVENT, sold).await.unwrap();
+        assert_eq!(inv.hold_view(h.id).await.unwrap().status, HoldStatus::Released);
+        let page = inv.history(EVENT, 3, 1).await.unwrap();
+        assert_eq!(page.records.len(), 2, "both records of version 4 come together");
+        assert!(page.records.iter().all(|r| r.version == 4 && r.kind == ChangeKind::Sold));
+        assert_eq!(inv.history(EVENT, 0, 1).await.unwrap().records.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_reader_behind_the_bounded_history_is_told_it_lost_records() {
+        let (inv, _) = inventory(3);
+        load(&inv, vec![]).await;
+        for seat in 0..5 {
+            hold(&inv, &format!("u{seat}"), &[seat]).await;
+        }
+        let behind = inv.history(EVENT, 0, 100).await.unwrap();
+        assert!(!behind.complete);
+        assert_eq!(behind.records.iter().map(|r| r.version).collect::<Vec<_>>(), vec![3, 4, 5]);
+        let current = inv.history(EVENT, 2, 100).await.unwrap();
+        assert!(current.complete);
+        assert_eq!(current.records.len(), 3);
     }
 }

@@ -1,6 +1,11 @@
-//! Integration tests of the embedded inventory (`MemoryInventory`) through the public
-//! `Inventory` contract: atomic holds, the hold lifecycle, expiry on a manual clock, best
-//! available, journal recovery, concurrency, and a model-based property test.
+//! The conformance suite of the `Inventory` contract: every backend-neutral test runs
+//! against the embedded backend (`on_memory::*`) and against Redis (`on_redis::*`, each
+//! test on its own random key prefix, deleted when it ends): atomic holds, the hold
+//! lifecycle, expiry on a manual clock, best available, concurrency, the change feed and
+//! history, and a model-based property test. Journal recovery is embedded-only; several
+//! Redis nodes sharing one inventory are Redis-only.
+//!
+//! Redis: `BOXOFFICE_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
@@ -10,13 +15,138 @@ use boxoffice_core::{Bitmap, EventId, HoldId, HoldStatus, HoldView, SeatMap, Sec
 use boxoffice_engine::journal::SyncMode;
 use boxoffice_engine::memory::MemoryConfig;
 use boxoffice_engine::{
-    HoldRequest, Inventory, InventoryError, ManualClock, MemoryInventory, SeatCounts, Selection, SoldSeat,
+    ChangeKind, Clock, HoldRequest, Inventory, InventoryError, ManualClock, MemoryInventory, RedisConfig,
+    RedisInventory, ReleaseReason, SeatCounts, Selection, SoldSeat, SystemClock,
 };
 
 const EVENT: EventId = EventId(7);
 const TTL: u64 = 60_000;
 const START_MS: u64 = 1_700_000_000_000;
 const LIMIT: u32 = 8;
+/// Change records (Redis) or seat flips (memory) remembered, unless a test says otherwise.
+const RING: usize = 1024;
+
+// ---------------------------------------------------------------------------------------
+// Backends
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Memory,
+    Redis,
+}
+
+fn redis_url() -> String {
+    std::env::var("BOXOFFICE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A random key prefix in the shared Redis; its keys are deleted when the last node using
+/// it is dropped (even when the test failed).
+struct RedisKeyspace {
+    prefix: String,
+}
+
+impl RedisKeyspace {
+    fn new() -> Arc<Self> {
+        Arc::new(RedisKeyspace { prefix: format!("bo-test-{:016x}:", rand_u64()) })
+    }
+
+    /// Every key under the prefix.
+    fn keys(&self) -> Vec<String> {
+        let client = redis::Client::open(redis_url()).expect("valid redis url");
+        let mut conn = client.get_connection().expect("redis is reachable");
+        let mut cursor: u64 = 0;
+        let mut all = Vec::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{}*", self.prefix))
+                .arg("COUNT")
+                .arg(1000)
+                .query(&mut conn)
+                .expect("SCAN");
+            all.extend(keys);
+            if next == 0 {
+                return all;
+            }
+            cursor = next;
+        }
+    }
+}
+
+impl Drop for RedisKeyspace {
+    fn drop(&mut self) {
+        let keys = self.keys();
+        if keys.is_empty() {
+            return;
+        }
+        let client = redis::Client::open(redis_url()).expect("valid redis url");
+        let mut conn = client.get_connection().expect("redis is reachable");
+        let _: () = redis::cmd("DEL").arg(&keys).query(&mut conn).expect("DEL");
+    }
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    RandomState::new().hash_one((nanos, std::process::id(), std::thread::current().id()))
+}
+
+/// One inventory under test; derefs to the `Inventory` contract.
+enum Engine {
+    Memory(Box<MemoryInventory>),
+    Redis(Box<RedisInventory>, Arc<RedisKeyspace>),
+}
+
+impl Engine {
+    /// A fresh inventory; `clock: None` is the wall clock (memory) or Redis `TIME`.
+    async fn open(b: Backend, clock: Option<Arc<dyn Clock>>, ring: usize) -> Engine {
+        match b {
+            Backend::Memory => {
+                let config = MemoryConfig {
+                    change_ring_seats: ring,
+                    history_records: ring,
+                    ..MemoryConfig::default()
+                };
+                let clock = clock.unwrap_or_else(|| Arc::new(SystemClock));
+                Engine::Memory(Box::new(MemoryInventory::open(config, clock).expect("opens")))
+            }
+            Backend::Redis => Engine::redis_node(&RedisKeyspace::new(), clock, ring).await,
+        }
+    }
+
+    /// One more node on the same Redis keys.
+    async fn redis_node(keys: &Arc<RedisKeyspace>, clock: Option<Arc<dyn Clock>>, ring: usize) -> Engine {
+        let config = RedisConfig {
+            key_prefix: keys.prefix.clone(),
+            change_stream_len: ring,
+            clock,
+            ..RedisConfig::new(redis_url())
+        };
+        let inv =
+            RedisInventory::connect(config).await.expect("redis is reachable (BOXOFFICE_TEST_REDIS_URL)");
+        Engine::Redis(Box::new(inv), keys.clone())
+    }
+
+    async fn check_invariants(&self, event: EventId) -> Result<(), String> {
+        match self {
+            Engine::Memory(inv) => inv.check_invariants(event),
+            Engine::Redis(inv, _) => inv.check_invariants(event).await,
+        }
+    }
+}
+
+impl std::ops::Deref for Engine {
+    type Target = dyn Inventory;
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Engine::Memory(inv) => &**inv,
+            Engine::Redis(inv, _) => &**inv,
+        }
+    }
+}
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -70,7 +200,7 @@ impl Snapshot {
     }
 }
 
-async fn snapshot(inv: &MemoryInventory, event: EventId, seats: usize) -> Snapshot {
+async fn snapshot(inv: &dyn Inventory, event: EventId, seats: usize) -> Snapshot {
     let a = inv.availability(event).await.expect("event is loaded");
     assert_eq!(a.bitmap.len(), seats.div_ceil(8), "wire bitmap is ceil(n/8) bytes");
     let bitmap = Bitmap::from_bytes(&a.bitmap, seats).expect("well-formed bitmap");
@@ -78,31 +208,37 @@ async fn snapshot(inv: &MemoryInventory, event: EventId, seats: usize) -> Snapsh
     Snapshot { version: a.version, available_count: a.available_count, bitmap }
 }
 
-/// An inventory without a journal on a manual clock, with [`EVENT`] loaded.
+/// An inventory (without a journal) on a manual clock, with [`EVENT`] loaded.
 struct Fixture {
-    inv: MemoryInventory,
+    inv: Engine,
     clock: Arc<ManualClock>,
     map: Arc<SeatMap>,
 }
 
 impl Fixture {
-    async fn new(map: Arc<SeatMap>) -> Self {
-        Self::with_config(map, MemoryConfig::default()).await
+    async fn new(b: Backend, map: Arc<SeatMap>) -> Self {
+        let clock = Arc::new(ManualClock::new(START_MS));
+        let inv = Engine::open(b, Some(clock.clone()), RING).await;
+        Self::loaded(inv, clock, map).await
     }
 
-    async fn with_config(map: Arc<SeatMap>, config: MemoryConfig) -> Self {
+    async fn with_memory_config(map: Arc<SeatMap>, config: MemoryConfig) -> Self {
         let clock = Arc::new(ManualClock::new(START_MS));
-        let inv = MemoryInventory::open(config, clock.clone()).expect("opens");
+        let inv = Engine::Memory(Box::new(MemoryInventory::open(config, clock.clone()).expect("opens")));
+        Self::loaded(inv, clock, map).await
+    }
+
+    async fn loaded(inv: Engine, clock: Arc<ManualClock>, map: Arc<SeatMap>) -> Self {
         inv.load_event(EVENT, map.clone(), Vec::new()).await.expect("loads");
         Fixture { inv, clock, map }
     }
 
     async fn snapshot(&self) -> Snapshot {
-        snapshot(&self.inv, EVENT, self.map.len()).await
+        snapshot(&*self.inv, EVENT, self.map.len()).await
     }
 
-    fn check(&self) {
-        if let Err(broken) = self.inv.check_invariants(EVENT) {
+    async fn check(&self) {
+        if let Err(broken) = self.inv.check_invariants(EVENT).await {
             panic!("invariant broken: {broken}");
         }
     }
@@ -160,9 +296,8 @@ impl XorShift {
 // Atomic holds, bitmap and version
 // ---------------------------------------------------------------------------------------
 
-#[tokio::test]
-async fn hold_of_taken_seat_is_rejected_and_changes_nothing() {
-    let f = Fixture::new(small_map()).await;
+async fn hold_of_taken_seat_is_rejected_and_changes_nothing(b: Backend) {
+    let f = Fixture::new(b, small_map()).await;
     f.inv.hold(seats("alice", &[3, 4])).await.unwrap();
     f.inv.hold(seats("carol", &[9])).await.unwrap();
     let before = f.snapshot().await;
@@ -175,27 +310,25 @@ async fn hold_of_taken_seat_is_rejected_and_changes_nothing() {
     assert_eq!(f.snapshot().await, before, "bitmap, count and version unchanged");
     assert_eq!(f.user_seats("bob").await, 0, "no seat went to bob");
     assert_eq!(f.counts().await, SeatCounts { available: 27, held: 3, sold: 0 });
-    f.check();
+    f.check().await;
 
     // The free seats of the failed request really are still free.
     let held = f.inv.hold(seats("bob", &[2, 5, 6])).await.unwrap();
     assert_eq!(held.seats, vec![2, 5, 6]);
-    f.check();
+    f.check().await;
 }
 
-#[tokio::test]
-async fn hold_of_seats_taken_by_the_same_user_is_rejected_too() {
-    let f = Fixture::new(small_map()).await;
+async fn hold_of_seats_taken_by_the_same_user_is_rejected_too(b: Backend) {
+    let f = Fixture::new(b, small_map()).await;
     f.inv.hold(seats("alice", &[1])).await.unwrap();
     let err = f.inv.hold(seats("alice", &[0, 1])).await.unwrap_err();
     assert_eq!(err, InventoryError::SeatsUnavailable(vec![1]));
     assert_eq!(f.user_seats("alice").await, 1);
-    f.check();
+    f.check().await;
 }
 
-#[tokio::test]
-async fn malformed_hold_requests_are_rejected_and_change_nothing() {
-    let f = Fixture::new(small_map()).await;
+async fn malformed_hold_requests_are_rejected_and_change_nothing(b: Backend) {
+    let f = Fixture::new(b, small_map()).await;
     let before = f.snapshot().await;
     assert_eq!(f.inv.hold(seats("alice", &[1, 30])).await.unwrap_err(), InventoryError::BadSeat(30));
     assert_eq!(f.inv.hold(seats("alice", &[1, 2, 1])).await.unwrap_err(), InventoryError::DuplicateSeat);
@@ -207,16 +340,15 @@ async fn malformed_hold_requests_are_rejected_and_change_nothing() {
     assert_eq!(f.inv.availability(EventId(99)).await.unwrap_err(), InventoryError::UnknownEvent);
     assert_eq!(f.snapshot().await, before);
     assert_eq!(f.user_seats("alice").await, 0);
-    f.check();
+    f.check().await;
 }
 
-#[tokio::test]
-async fn hold_release_and_confirm_move_bits_version_and_counts() {
-    let f = Fixture::new(small_map()).await;
+async fn hold_release_and_confirm_move_bits_version_and_counts(b: Backend) {
+    let f = Fixture::new(b, small_map()).await;
     let s0 = f.snapshot().await;
     assert_eq!(s0.available_count, 30);
     assert!(s0.taken().is_empty());
-    f.check();
+    f.check().await;
 
     let h1 = f.inv.hold(seats("alice", &[0, 1, 2])).await.unwrap();
     assert_eq!(h1.status, HoldStatus::Held);
@@ -230,7 +362,7 @@ async fn hold_release_and_confirm_move_bits_version_and_counts() {
     assert_eq!(s1.available_count, 27);
     assert_eq!(s1.taken(), vec![0, 1, 2]);
     assert_eq!(f.counts().await, SeatCounts { available: 27, held: 3, sold: 0 });
-    f.check();
+    f.check().await;
 
     let h2 = f.inv.hold(seats("bob", &[15, 10])).await.unwrap();
     assert_eq!(h2.seats, vec![15, 10], "seats are reported in the order asked for");
@@ -238,7 +370,7 @@ async fn hold_release_and_confirm_move_bits_version_and_counts() {
     assert_eq!(s2.version, s1.version + 1);
     assert_eq!(s2.taken(), vec![0, 1, 2, 10, 15]);
     assert_eq!(s2.available_count, 25);
-    f.check();
+    f.check().await;
 
     let released = f.inv.release(h1.id).await.unwrap();
     assert_eq!(released.status, HoldStatus::Released);
@@ -248,13 +380,13 @@ async fn hold_release_and_confirm_move_bits_version_and_counts() {
     assert_eq!(s3.taken(), vec![10, 15]);
     assert_eq!(s3.available_count, 28);
     assert_eq!(f.counts().await, SeatCounts { available: 28, held: 2, sold: 0 });
-    f.check();
+    f.check().await;
 
     // Pinning changes no seat, so neither the bitmap nor the version moves.
     let pinned = f.inv.pin(h2.id, "co-1", START_MS + TTL).await.unwrap();
     assert_eq!(pinned.status, HoldStatus::Confirming);
     assert_eq!(f.snapshot().await, s3);
-    f.check();
+    f.check().await;
 
     let confirmed = f.inv.confirm(h2.id, "co-1").await.unwrap();
     assert_eq!(confirmed.status, HoldStatus::Confirmed);
@@ -265,15 +397,14 @@ async fn hold_release_and_confirm_move_bits_version_and_counts() {
     assert_eq!(s4.available_count, 28);
     assert_eq!(f.counts().await, SeatCounts { available: 28, held: 0, sold: 2 });
     assert_eq!(f.status(h2.id).await, HoldStatus::Confirmed);
-    f.check();
+    f.check().await;
 
     // Reading availability twice without a change gives the same version and bits.
     assert_eq!(f.snapshot().await, s4);
 }
 
-#[tokio::test]
-async fn racing_for_the_same_seats_has_exactly_one_winner() {
-    let f = Fixture::new(small_map()).await;
+async fn racing_for_the_same_seats_has_exactly_one_winner(b: Backend) {
+    let f = Fixture::new(b, small_map()).await;
     let mut won = 0;
     for who in ["a", "b", "c", "d"] {
         match f.inv.hold(seats(who, &[5, 6, 7])).await {
@@ -282,16 +413,15 @@ async fn racing_for_the_same_seats_has_exactly_one_winner() {
         }
     }
     assert_eq!(won, 1);
-    f.check();
+    f.check().await;
 }
 
 // ---------------------------------------------------------------------------------------
 // Per-user limit
 // ---------------------------------------------------------------------------------------
 
-#[tokio::test]
-async fn per_user_limit_counts_held_plus_bought_seats() {
-    let f = Fixture::new(small_map()).await;
+async fn per_user_limit_counts_held_plus_bought_seats(b: Backend) {
+    let f = Fixture::new(b, small_map()).await;
     let limited = |who: &str, s: &[u32]| HoldRequest { max_seats_per_user: 4, ..seats(who, s) };
 
     let h1 = f.inv.hold(limited("alice", &[0, 1, 2])).await.unwrap();
@@ -331,25 +461,22 @@ async fn per_user_limit_counts_held_plus_bought_seats() {
     );
     f.inv.hold(limited("alice", &[20])).await.unwrap();
     assert_eq!(f.user_seats("alice").await, 4);
-    f.check();
+    f.check().await;
 }
 
-#[tokio::test]
-async fn expired_hold_frees_the_users_allowance() {
-    let f = Fixture::new(small_map()).await;
+async fn expired_hold_frees_the_users_allowance(b: Backend) {
+    let f = Fixture::new(b, small_map()).await;
     let limited = |s: &[u32]| HoldRequest { max_seats_per_user: 2, ..seats("alice", s) };
     f.inv.hold(limited(&[0, 1])).await.unwrap();
     assert!(matches!(f.inv.hold(limited(&[2])).await, Err(InventoryError::UserLimit { current: 2, .. })));
     f.clock.advance_ms(TTL);
     // The hold request itself expires what is due before counting.
     f.inv.hold(limited(&[2, 3])).await.unwrap();
-    f.check();
+    f.check().await;
 }
 
-#[tokio::test]
-async fn sold_seats_given_at_load_are_unavailable_and_count_for_their_buyer() {
-    let clock = Arc::new(ManualClock::new(START_MS));
-    let inv = MemoryInventory::open(MemoryConfig::default(), clock).unwrap();
+async fn sold_seats_given_at_load_are_unavailable_and_count_for_their_buyer(b: Backend) {
+    let inv = Engine::open(b, Some(Arc::new(ManualClock::new(START_MS))), RING).await;
     let map = small_map();
     let sold = vec![
         SoldSeat { seat_index: 4, user: user("alice") },
@@ -357,7 +484,7 @@ async fn sold_seats_given_at_load_are_unavailable_and_count_for_their_buyer() {
         SoldSeat { seat_index: 6, user: user("bob") },
     ];
     inv.load_event(EVENT, map.clone(), sold).await.unwrap();
-    let s = snapshot(&inv, EVENT, map.len()).await;
+    let s = snapshot(&*inv, EVENT, map.len()).await;
     assert_eq!(s.taken(), vec![4, 5, 6]);
     assert_eq!(inv.seat_counts(EVENT).await.unwrap(), SeatCounts { available: 27, held: 0, sold: 3 });
     assert_eq!(inv.user_seat_count(EVENT, &user("alice")).await.unwrap(), 2);
@@ -369,25 +496,23 @@ async fn sold_seats_given_at_load_are_unavailable_and_count_for_their_buyer() {
         inv.hold(seats("carol", &[3, 4])).await.unwrap_err(),
         InventoryError::SeatsUnavailable(vec![4])
     );
-    inv.check_invariants(EVENT).unwrap();
+    inv.check_invariants(EVENT).await.unwrap();
 }
 
-#[tokio::test]
-async fn a_huge_best_available_count_is_refused_without_panicking() {
-    let f = Fixture::new(small_map()).await;
+async fn a_huge_best_available_count_is_refused_without_panicking(b: Backend) {
+    let f = Fixture::new(b, small_map()).await;
     f.inv.hold(seats("alice", &[0])).await.unwrap();
     let err = f.inv.hold(best("alice", u32::MAX, None)).await.unwrap_err();
     assert_eq!(err, InventoryError::UserLimit { current: 1, requested: u32::MAX, limit: LIMIT });
-    f.check();
+    f.check().await;
 }
 
 // ---------------------------------------------------------------------------------------
 // Expiry, pins and the lifecycle
 // ---------------------------------------------------------------------------------------
 
-#[tokio::test]
-async fn hold_expires_after_its_ttl_lazily_when_viewed() {
-    let f = Fixture::new(small_map()).await;
+async fn hold_expires_after_its_ttl_lazily_when_viewed(b: Backend) {
+    let f = Fixture::new(b, small_map()).await;
     let h = f.inv.hold(seats("alice", &[7, 8])).await.unwrap();
     let held = f.snapshot().await;
 
@@ -399,7 +524,7 @@ async fn hold_expires_after_its_ttl_lazily_when_viewed() {
     let view = f.inv.hold_view(h.id).await.unwrap();
     assert_eq!(view.status, HoldStatus::Expired);
     assert_eq!(view.seats, vec![7, 8]);
-    f.check();
+    f.check().await;
     let after = f.snapshot().await;
     assert!(after.taken().is_empty(), "seats are available again");
     assert_eq!(after.available_count, 30);
@@ -412,13 +537,12 @@ async fn hold_expires_after_its_ttl_lazily_when_viewed() {
     assert_eq!(f.inv.release(h.id).await.unwrap_err(), InventoryError::HoldExpired);
     // Nothing above changed anything.
     assert_eq!(f.snapshot().await, after);
-    f.check();
+    f.check().await;
 }
 
-#[tokio::test]
-async fn pin_and_confirm_of_a_hold_past_its_ttl_fail_with_hold_expired() {
+async fn pin_and_confirm_of_a_hold_past_its_ttl_fail_with_hold_expired(b: Backend) {
     // No view in between: pin itself must notice that the hold has expired.
-    let f = Fixture::new(small_map()).await;
+    let f = Fixture::new(b, small_map()).await;
     let h = f.inv.hold(seats("alice", &[1])).await.unwrap();
     f.clock.advance_ms(TTL);
     assert_eq!(f.inv.pin(h.id, "co", START_MS + 2 * TTL).await.unwrap_err(), InventoryError::HoldExpired);
@@ -426,12 +550,11 @@ async fn pin_and_confirm_of_a_hold_past_its_ttl_fail_with_hold_expired() {
     f.clock.advance_ms(TTL + 5);
     assert_eq!(f.inv.confirm(h.id, "co").await.unwrap_err(), InventoryError::HoldExpired);
     assert!(f.snapshot().await.taken().is_empty());
-    f.check();
+    f.check().await;
 }
 
-#[tokio::test]
-async fn expire_due_expires_exactly_the_holds_whose_time_is_up() {
-    let f = Fixture::new(small_map()).await;
+async fn expire_due_expires_exactly_the_holds_whose_time_is_up(b: Backend) {
+    let f = Fixture::new(b, small_map()).await;
     let short = f.inv.hold(HoldRequest { ttl_ms: 1_000, ..seats("alice", &[0, 1]) }).await.unwrap();
     let long_a = f.inv.hold(HoldRequest { ttl_ms: 2_000, ..seats("bob", &[2]) }).await.unwrap();
     let long_b = f.inv.hold(HoldRequest { ttl_ms: 2_000, ..seats("carol", &[3]) }).await.unwrap();
@@ -439,7 +562,7 @@ async fn expire_due_expires_exactly_the_holds_whose_time_is_up() {
 
     f.clock.advance_ms(1_000);
     assert_eq!(f.inv.expire_due().await.unwrap(), 1);
-    f.check();
+    f.check().await;
     assert_eq!(f.counts().await, SeatCounts { available: 28, held: 2, sold: 0 });
     assert_eq!(f.status(short.id).await, HoldStatus::Expired);
     assert_eq!(f.status(long_a.id).await, HoldStatus::Held);
@@ -452,24 +575,22 @@ async fn expire_due_expires_exactly_the_holds_whose_time_is_up() {
     assert_eq!(f.status(long_a.id).await, HoldStatus::Expired);
     assert_eq!(f.status(long_b.id).await, HoldStatus::Expired);
     assert_eq!(f.counts().await, SeatCounts { available: 30, held: 0, sold: 0 });
-    f.check();
+    f.check().await;
 }
 
-#[tokio::test]
-async fn seat_counts_and_user_seat_count_do_not_count_holds_past_their_ttl() {
-    let f = Fixture::new(small_map()).await;
+async fn seat_counts_and_user_seat_count_do_not_count_holds_past_their_ttl(b: Backend) {
+    let f = Fixture::new(b, small_map()).await;
     f.inv.hold(seats("alice", &[0, 1, 2])).await.unwrap();
     f.clock.advance_ms(TTL);
     // Nobody has touched the event since the hold's time ran out.
     assert_eq!(f.user_seats("alice").await, 0);
     assert_eq!(f.counts().await, SeatCounts { available: 30, held: 0, sold: 0 });
     assert_eq!(f.snapshot().await.available_count, 30);
-    f.check();
+    f.check().await;
 }
 
-#[tokio::test]
-async fn pinned_hold_is_never_expired_by_time() {
-    let f = Fixture::new(small_map()).await;
+async fn pinned_hold_is_never_expired_by_time(b: Backend) {
+    let f = Fixture::new(b, small_map()).await;
     let h = f.inv.hold(seats("alice", &[4, 5])).await.unwrap();
     f.inv.pin(h.id, "co-1", START_MS + 1_000).await.unwrap();
     f.clock.advance_ms(100 * TTL);
@@ -477,7 +598,7 @@ async fn pinned_hold_is_never_expired_by_time() {
     assert_eq!(f.status(h.id).await, HoldStatus::Confirming);
     assert_eq!(f.snapshot().await.taken(), vec![4, 5]);
     assert_eq!(f.user_seats("alice").await, 2);
-    f.check();
+    f.check().await;
     // The checkout may still finish long after the hold's ttl.
     let view = f.inv.confirm(h.id, "co-1").await.unwrap();
     assert_eq!(view.status, HoldStatus::Confirmed);
@@ -485,12 +606,11 @@ async fn pinned_hold_is_never_expired_by_time() {
     f.clock.advance_ms(100 * TTL);
     assert_eq!(f.inv.expire_due().await.unwrap(), 0);
     assert_eq!(f.status(h.id).await, HoldStatus::Confirmed, "sold seats never expire");
-    f.check();
+    f.check().await;
 }
 
-#[tokio::test]
-async fn unpin_after_the_ttl_expires_the_hold_at_once() {
-    let f = Fixture::new(small_map()).await;
+async fn unpin_after_the_ttl_expires_the_hold_at_once(b: Backend) {
+    let f = Fixture::new(b, small_map()).await;
     let h = f.inv.hold(seats("alice", &[4, 5])).await.unwrap();
     let late = f.inv.hold(seats("bob", &[6])).await.unwrap();
     f.inv.pin(h.id, "co-1", START_MS + 2 * TTL).await.unwrap();
@@ -499,7 +619,7 @@ async fn unpin_after_the_ttl_expires_the_hold_at_once() {
     f.clock.advance_ms(TTL);
     let view = f.inv.unpin(h.id, "co-1").await.unwrap();
     assert_eq!(view.status, HoldStatus::Expired, "unpin reports the expiry itself");
-    f.check();
+    f.check().await;
     assert_eq!(f.snapshot().await.taken(), vec![6]);
     assert_eq!(f.status(h.id).await, HoldStatus::Expired);
     assert_eq!(f.user_seats("alice").await, 0);
@@ -507,31 +627,29 @@ async fn unpin_after_the_ttl_expires_the_hold_at_once() {
     f.clock.advance_ms(TTL);
     assert_eq!(f.inv.unpin(late.id, "co-2").await.unwrap().status, HoldStatus::Expired);
     assert!(f.snapshot().await.taken().is_empty());
-    f.check();
+    f.check().await;
 }
 
-#[tokio::test]
-async fn unpin_before_the_ttl_returns_the_hold_to_held_and_it_expires_later() {
-    let f = Fixture::new(small_map()).await;
+async fn unpin_before_the_ttl_returns_the_hold_to_held_and_it_expires_later(b: Backend) {
+    let f = Fixture::new(b, small_map()).await;
     let h = f.inv.hold(seats("alice", &[4, 5])).await.unwrap();
     f.inv.pin(h.id, "co-1", START_MS + TTL).await.unwrap();
     f.clock.advance_ms(TTL / 2);
     let view = f.inv.unpin(h.id, "co-1").await.unwrap();
     assert_eq!(view.status, HoldStatus::Held);
     assert_eq!(view.expires_ms, START_MS + TTL, "unpinning does not extend the hold");
-    f.check();
+    f.check().await;
     // It can be pinned again by another checkout.
     f.inv.pin(h.id, "co-2", START_MS + TTL).await.unwrap();
     f.inv.unpin(h.id, "co-2").await.unwrap();
     f.clock.advance_ms(TTL / 2);
     assert_eq!(f.inv.expire_due().await.unwrap(), 1);
     assert_eq!(f.status(h.id).await, HoldStatus::Expired);
-    f.check();
+    f.check().await;
 }
 
-#[tokio::test]
-async fn confirm_needs_the_pin_of_the_same_attempt() {
-    let f = Fixture::new(small_map()).await;
+async fn confirm_needs_the_pin_of_the_same_attempt(b: Backend) {
+    let f = Fixture::new(b, small_map()).await;
     let h = f.inv.hold(seats("alice", &[4])).await.unwrap();
     assert_eq!(f.inv.confirm(h.id, "co-1").await.unwrap_err(), InventoryError::NotPinned);
     assert_eq!(f.inv.unpin(h.id, "co-1").await.unwrap_err(), InventoryError::NotPinned);
@@ -543,12 +661,11 @@ async fn confirm_needs_the_pin_of_the_same_attempt() {
     let view = f.inv.confirm(h.id, "co-1").await.unwrap();
     assert_eq!(view.status, HoldStatus::Confirmed);
     assert_eq!(f.counts().await, SeatCounts { available: 29, held: 0, sold: 1 });
-    f.check();
+    f.check().await;
 }
 
-#[tokio::test]
-async fn release_of_a_pinned_hold_and_a_second_pin_are_refused_as_confirming() {
-    let f = Fixture::new(small_map()).await;
+async fn release_of_a_pinned_hold_and_a_second_pin_are_refused_as_confirming(b: Backend) {
+    let f = Fixture::new(b, small_map()).await;
     let h = f.inv.hold(seats("alice", &[4])).await.unwrap();
     f.inv.pin(h.id, "co-1", START_MS + TTL).await.unwrap();
     let before = f.snapshot().await;
@@ -562,12 +679,11 @@ async fn release_of_a_pinned_hold_and_a_second_pin_are_refused_as_confirming() {
     assert_eq!(f.snapshot().await, before);
     // The first pin still holds: its attempt confirms.
     f.inv.confirm(h.id, "co-1").await.unwrap();
-    f.check();
+    f.check().await;
 }
 
-#[tokio::test]
-async fn ended_holds_report_how_they_ended() {
-    let f = Fixture::new(small_map()).await;
+async fn ended_holds_report_how_they_ended(b: Backend) {
+    let f = Fixture::new(b, small_map()).await;
     let released = f.inv.hold(seats("alice", &[0])).await.unwrap();
     f.inv.release(released.id).await.unwrap();
     assert_eq!(f.inv.release(released.id).await.unwrap_err(), InventoryError::HoldReleased);
@@ -589,13 +705,13 @@ async fn ended_holds_report_how_they_ended() {
     let elsewhere = HoldId { event: EventId(99), nonce: released.id.nonce };
     assert_eq!(f.inv.hold_view(elsewhere).await.unwrap_err(), InventoryError::UnknownHold);
     assert_eq!(f.inv.confirm(elsewhere, "co").await.unwrap_err(), InventoryError::UnknownHold);
-    f.check();
+    f.check().await;
 }
 
 #[tokio::test]
 async fn ended_holds_beyond_the_configured_memory_are_forgotten_oldest_first() {
     let config = MemoryConfig { ended_holds_kept_per_event: 2, ..MemoryConfig::default() };
-    let f = Fixture::with_config(small_map(), config).await;
+    let f = Fixture::with_memory_config(small_map(), config).await;
     let mut ids = Vec::new();
     for seat in 0..3 {
         let h = f.inv.hold(seats("alice", &[seat])).await.unwrap();
@@ -606,7 +722,7 @@ async fn ended_holds_beyond_the_configured_memory_are_forgotten_oldest_first() {
     assert_eq!(f.inv.release(ids[0]).await.unwrap_err(), InventoryError::UnknownHold);
     assert_eq!(f.status(ids[1]).await, HoldStatus::Released);
     assert_eq!(f.status(ids[2]).await, HoldStatus::Released);
-    f.check();
+    f.check().await;
 }
 
 async fn stale(f: &Fixture) -> Vec<(HoldId, String)> {
@@ -616,9 +732,8 @@ async fn stale(f: &Fixture) -> Vec<(HoldId, String)> {
     pins
 }
 
-#[tokio::test]
-async fn stale_pins_lists_the_pins_past_their_deadline() {
-    let f = Fixture::new(small_map()).await;
+async fn stale_pins_lists_the_pins_past_their_deadline(b: Backend) {
+    let f = Fixture::new(b, small_map()).await;
     let h1 = f.inv.hold(seats("alice", &[0])).await.unwrap();
     let h2 = f.inv.hold(seats("bob", &[1])).await.unwrap();
     let h3 = f.inv.hold(seats("carol", &[2])).await.unwrap();
@@ -641,7 +756,7 @@ async fn stale_pins_lists_the_pins_past_their_deadline() {
     assert_eq!(stale(&f).await, vec![(h2.id, "co-2".to_owned())]);
     f.inv.unpin(h2.id, "co-2").await.unwrap();
     assert!(stale(&f).await.is_empty());
-    f.check();
+    f.check().await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -657,10 +772,9 @@ fn assert_adjacent_in_one_row(map: &SeatMap, picked: &[u32]) {
     }
 }
 
-#[tokio::test]
-async fn best_available_holds_adjacent_seats_in_one_row() {
+async fn best_available_holds_adjacent_seats_in_one_row(b: Backend) {
     let map = seat_map(&[("A", 2, 8), ("B", 2, 6)]);
-    let f = Fixture::new(map.clone()).await;
+    let f = Fixture::new(b, map.clone()).await;
     let many = |count| HoldRequest { max_seats_per_user: u32::MAX, ..best("alice", count, None) };
 
     let first = f.inv.hold(many(4)).await.unwrap();
@@ -681,14 +795,14 @@ async fn best_available_holds_adjacent_seats_in_one_row() {
         for &s in &h.seats {
             assert!(taken.insert(s), "seat {s} handed out twice");
         }
-        f.check();
+        f.check().await;
     }
 
     // Within a section.
     let in_b = f.inv.hold(many_in("B", 2, &map)).await.unwrap();
     assert!(in_b.seats.iter().all(|&i| map.label(i).starts_with("B-")));
     assert_adjacent_in_one_row(&map, &in_b.seats);
-    f.check();
+    f.check().await;
 }
 
 fn many_in(section: &str, count: u32, map: &SeatMap) -> HoldRequest {
@@ -698,10 +812,9 @@ fn many_in(section: &str, count: u32, map: &SeatMap) -> HoldRequest {
     }
 }
 
-#[tokio::test]
-async fn best_available_without_enough_seats_is_not_enough_seats_and_changes_nothing() {
+async fn best_available_without_enough_seats_is_not_enough_seats_and_changes_nothing(b: Backend) {
     let map = seat_map(&[("A", 2, 8), ("B", 2, 6)]);
-    let f = Fixture::new(map.clone()).await;
+    let f = Fixture::new(b, map.clone()).await;
     let before = f.snapshot().await;
     let huge = HoldRequest { max_seats_per_user: u32::MAX, ..best("alice", 29, None) };
     assert_eq!(f.inv.hold(huge).await.unwrap_err(), InventoryError::NotEnoughSeats);
@@ -719,16 +832,15 @@ async fn best_available_without_enough_seats_is_not_enough_seats_and_changes_not
     let last = f.inv.hold(best("dave", 1, None)).await.unwrap();
     assert_eq!(last.seats, vec![map.len() as u32 - 1]);
     assert_eq!(f.snapshot().await.available_count, 0);
-    f.check();
+    f.check().await;
 }
 
 // ---------------------------------------------------------------------------------------
 // Loading events
 // ---------------------------------------------------------------------------------------
 
-#[tokio::test]
-async fn load_event_is_idempotent() {
-    let f = Fixture::new(small_map()).await;
+async fn load_event_is_idempotent(b: Backend) {
+    let f = Fixture::new(b, small_map()).await;
     let h = f.inv.hold(seats("alice", &[3, 4])).await.unwrap();
     let before = f.snapshot().await;
     // Loading again, even with another map and sold seats, leaves the event as it is.
@@ -740,7 +852,7 @@ async fn load_event_is_idempotent() {
     assert_eq!(f.inv.hold_view(h.id).await.unwrap(), h);
     assert_eq!(f.counts().await, SeatCounts { available: 28, held: 2, sold: 0 });
     assert_eq!(f.user_seats("bob").await, 0);
-    f.check();
+    f.check().await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -957,11 +1069,10 @@ fn concurrent_loads_of_one_event_keep_its_recovered_holds() {
 // Concurrency
 // ---------------------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn racing_tasks_never_hold_one_seat_twice() {
+async fn racing_tasks_never_hold_one_seat_twice(b: Backend) {
     const SEATS: u32 = 30;
     const TASKS: u64 = 48;
-    let inv = Arc::new(MemoryInventory::in_memory());
+    let inv = Arc::new(Engine::open(b, None, RING).await);
     let map = small_map();
     inv.load_event(EVENT, map.clone(), Vec::new()).await.unwrap();
 
@@ -1020,8 +1131,8 @@ async fn racing_tasks_never_hold_one_seat_twice() {
             }
         }
     }
-    inv.check_invariants(EVENT).unwrap();
-    let s = snapshot(&inv, EVENT, map.len()).await;
+    inv.check_invariants(EVENT).await.unwrap();
+    let s = snapshot(&**inv, EVENT, map.len()).await;
     let mut held: Vec<u32> = owner.keys().copied().collect();
     held.sort();
     assert_eq!(s.taken(), held, "exactly the seats of the live holds are unavailable");
@@ -1029,9 +1140,8 @@ async fn racing_tasks_never_hold_one_seat_twice() {
     assert_eq!(counts.held as usize, held.len());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_release_racing_a_pin_has_exactly_one_winner() {
-    let inv = Arc::new(MemoryInventory::in_memory());
+async fn a_release_racing_a_pin_has_exactly_one_winner(b: Backend) {
+    let inv = Arc::new(Engine::open(b, None, RING).await);
     let map = seat_map(&[("A", 10, 20)]);
     inv.load_event(EVENT, map.clone(), Vec::new()).await.unwrap();
     let far = u64::MAX / 2;
@@ -1059,7 +1169,7 @@ async fn a_release_racing_a_pin_has_exactly_one_winner() {
         }
     }
     assert_eq!(released + pinned, map.len());
-    inv.check_invariants(EVENT).unwrap();
+    inv.check_invariants(EVENT).await.unwrap();
     let counts = inv.seat_counts(EVENT).await.unwrap();
     assert_eq!(counts.held as usize, pinned);
 }
@@ -1262,7 +1372,7 @@ mod model {
 
     /// Runs one step on the engine and the model; fails on any difference.
     async fn run_step(
-        inv: &MemoryInventory,
+        inv: &Engine,
         clock: &ManualClock,
         map: &SeatMap,
         m: &mut Model,
@@ -1423,17 +1533,13 @@ mod model {
     }
 
     /// Everything that must hold between any two steps.
-    async fn check_state(
-        inv: &MemoryInventory,
-        m: &mut Model,
-        last_sold: &mut u32,
-    ) -> Result<(), TestCaseError> {
-        if let Err(broken) = inv.check_invariants(EVENT) {
+    async fn check_state(inv: &Engine, m: &mut Model, last_sold: &mut u32) -> Result<(), TestCaseError> {
+        if let Err(broken) = inv.check_invariants(EVENT).await {
             return Err(TestCaseError::fail(format!("invariant broken: {broken}")));
         }
         // Availability expires lazily, and so does the model.
         m.expire_due();
-        let s = snapshot(inv, EVENT, m.seats.len()).await;
+        let s = snapshot(&**inv, EVENT, m.seats.len()).await;
         prop_assert_eq!(&s.bitmap, &m.bitmap(), "bitmap differs from the model");
         prop_assert_eq!(s.version, m.version, "version differs from the model");
         for &sold in &m.sold {
@@ -1473,29 +1579,45 @@ mod model {
         Ok(())
     }
 
+    fn run_case(b: Backend, steps: &[Step]) -> Result<(), TestCaseError> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let map = prop_map();
+            let clock = Arc::new(ManualClock::new(START_MS));
+            let inv = Engine::open(b, Some(clock.clone()), RING).await;
+            inv.load_event(EVENT, map.clone(), Vec::new()).await.unwrap();
+            let version = inv.availability(EVENT).await.unwrap().version;
+            let mut m = Model::new(map.len(), START_MS, version);
+            let mut last_sold = 0;
+            check_state(&inv, &mut m, &mut last_sold).await?;
+            for step in steps {
+                run_step(&inv, &clock, &map, &mut m, step).await?;
+                check_state(&inv, &mut m, &mut last_sold).await?;
+            }
+            Ok::<(), TestCaseError>(())
+        })
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
         #[test]
-        fn random_operations_keep_the_engine_equal_to_a_simple_model(
+        fn random_operations_keep_the_memory_engine_equal_to_a_simple_model(
             steps in proptest::collection::vec(step(), 1..200)
         ) {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async {
-                let map = prop_map();
-                let clock = Arc::new(ManualClock::new(START_MS));
-                let inv = MemoryInventory::open(MemoryConfig::default(), clock.clone()).unwrap();
-                inv.load_event(EVENT, map.clone(), Vec::new()).await.unwrap();
-                let version = inv.availability(EVENT).await.unwrap().version;
-                let mut m = Model::new(map.len(), START_MS, version);
-                let mut last_sold = 0;
-                check_state(&inv, &mut m, &mut last_sold).await?;
-                for step in &steps {
-                    run_step(&inv, &clock, &map, &mut m, step).await?;
-                    check_state(&inv, &mut m, &mut last_sold).await?;
-                }
-                Ok::<(), TestCaseError>(())
-            })?;
+            run_case(Backend::Memory, &steps)?;
+        }
+    }
+
+    proptest! {
+        // Each step is a few round trips to Redis: fewer cases keep the suite fast.
+        #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_operations_keep_the_redis_engine_equal_to_a_simple_model(
+            steps in proptest::collection::vec(step(), 1..200)
+        ) {
+            run_case(Backend::Redis, &steps)?;
         }
     }
 }
@@ -1504,17 +1626,14 @@ mod model {
 // Change feed
 // ---------------------------------------------------------------------------------------
 
-async fn feed_inventory(ring: usize) -> MemoryInventory {
-    let clock = Arc::new(ManualClock::new(START_MS));
-    let config = MemoryConfig { change_ring_seats: ring, ..MemoryConfig::default() };
-    let inv = MemoryInventory::open(config, clock).unwrap();
+async fn feed_inventory(b: Backend, ring: usize) -> Engine {
+    let inv = Engine::open(b, Some(Arc::new(ManualClock::new(START_MS))), ring).await;
     inv.load_event(EVENT, small_map(), Vec::new()).await.unwrap();
     inv
 }
 
-#[tokio::test]
-async fn feed_gives_the_net_change_since_a_version() {
-    let inv = feed_inventory(1024).await;
+async fn feed_gives_the_net_change_since_a_version(b: Backend) {
+    let inv = feed_inventory(b, 1024).await;
     let v0 = inv.feed(EVENT, 0).await.unwrap();
     assert_eq!(v0.availability.version, 0);
     assert_eq!(v0.changes.as_ref().map(|c| (c.available.len(), c.unavailable.len())), Some((0, 0)));
@@ -1535,9 +1654,8 @@ async fn feed_gives_the_net_change_since_a_version() {
     assert_eq!(since.unavailable, Vec::<u32>::new());
 }
 
-#[tokio::test]
-async fn feed_of_a_version_older_than_the_ring_or_from_the_future_has_no_changes() {
-    let inv = feed_inventory(4).await;
+async fn feed_of_a_version_older_than_the_ring_or_from_the_future_has_no_changes(b: Backend) {
+    let inv = feed_inventory(b, 4).await;
     for seat in 0..6 {
         inv.hold(seats("ann", &[seat])).await.ok();
     }
@@ -1552,28 +1670,26 @@ async fn feed_of_a_version_older_than_the_ring_or_from_the_future_has_no_changes
 // Repairs from the order store: refunds and anti-entropy
 // ---------------------------------------------------------------------------------------
 
-#[tokio::test]
-async fn release_sold_returns_refunded_seats_to_sale_and_frees_the_buyers_allowance() {
-    let inv = feed_inventory(1024).await;
+async fn release_sold_returns_refunded_seats_to_sale_and_frees_the_buyers_allowance(b: Backend) {
+    let inv = feed_inventory(b, 1024).await;
     let hold = inv.hold(seats("ann", &[3, 4])).await.unwrap();
     inv.pin(hold.id, "pa_1", START_MS + 60_000).await.unwrap();
     inv.confirm(hold.id, "pa_1").await.unwrap();
     assert_eq!(inv.user_seat_count(EVENT, &user("ann")).await.unwrap(), 2);
     let before = inv.feed(EVENT, 0).await.unwrap().availability.version;
     // Seat 5 is not sold: it is left alone.
-    assert_eq!(inv.release_sold(EVENT, &[3, 5]).await.unwrap(), vec![3]);
+    assert_eq!(inv.release_sold(EVENT, &[3, 5], ReleaseReason::Refund).await.unwrap(), vec![3]);
     assert_eq!(inv.sold_seats(EVENT).await.unwrap(), vec![4]);
     assert_eq!(inv.user_seat_count(EVENT, &user("ann")).await.unwrap(), 1);
     let feed = inv.feed(EVENT, before).await.unwrap();
     assert_eq!(feed.changes.unwrap().available, vec![3], "the live map sees the seat come back");
-    inv.check_invariants(EVENT).unwrap();
+    inv.check_invariants(EVENT).await.unwrap();
     // The seat can be sold again.
     inv.hold(seats("bob", &[3])).await.unwrap();
 }
 
-#[tokio::test]
-async fn mark_sold_repairs_seats_the_store_sold_and_a_hold_on_them_loses() {
-    let inv = feed_inventory(1024).await;
+async fn mark_sold_repairs_seats_the_store_sold_and_a_hold_on_them_loses(b: Backend) {
+    let inv = feed_inventory(b, 1024).await;
     let loser = inv.hold(seats("bob", &[7, 8])).await.unwrap();
     let changed = inv
         .mark_sold(
@@ -1596,5 +1712,328 @@ async fn mark_sold_repairs_seats_the_store_sold_and_a_hold_on_them_loses() {
     assert!(
         inv.mark_sold(EVENT, vec![SoldSeat { seat_index: 1, user: user("ann") }]).await.unwrap().is_empty()
     );
-    inv.check_invariants(EVENT).unwrap();
+    inv.check_invariants(EVENT).await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// Change history
+// ---------------------------------------------------------------------------------------
+
+/// `(version, kind, seats, hold, user)` of each record.
+type Brief = (u64, ChangeKind, Vec<u32>, Option<HoldId>, Option<String>);
+
+fn brief(history: &boxoffice_engine::History) -> Vec<Brief> {
+    history
+        .records
+        .iter()
+        .map(|r| {
+            assert!(!r.recovered);
+            (r.version, r.kind, r.seats.clone(), r.hold, r.user.as_ref().map(|u| u.to_string()))
+        })
+        .collect()
+}
+
+async fn history_records_every_change_once_in_version_order(b: Backend) {
+    let f = Fixture::new(b, small_map()).await;
+    let ann = |s: &str| Some(s.to_owned());
+    let a = f.inv.hold(seats("ann", &[1, 2])).await.unwrap();
+    f.inv.release(a.id).await.unwrap();
+    let c = f.inv.hold(seats("cat", &[3])).await.unwrap();
+    f.inv.pin(c.id, "co", START_MS + TTL).await.unwrap();
+    f.inv.confirm(c.id, "co").await.unwrap();
+    let d = f.inv.hold(HoldRequest { ttl_ms: 10, ..seats("dan", &[4]) }).await.unwrap();
+    f.clock.advance_ms(10);
+    assert_eq!(f.inv.release_sold(EVENT, &[3, 9], ReleaseReason::Refund).await.unwrap(), vec![3]);
+    let e = f.inv.hold(seats("eve", &[5, 6])).await.unwrap();
+    let sold = vec![
+        SoldSeat { seat_index: 6, user: user("fay") },
+        SoldSeat { seat_index: 7, user: user("gus") },
+        SoldSeat { seat_index: 8, user: user("fay") },
+    ];
+    assert_eq!(f.inv.mark_sold(EVENT, sold).await.unwrap(), vec![6, 7, 8]);
+
+    let all = f.inv.history(EVENT, 0, 100).await.unwrap();
+    assert!(all.complete);
+    let expected: Vec<Brief> = vec![
+        (1, ChangeKind::Held, vec![1, 2], Some(a.id), ann("ann")),
+        (2, ChangeKind::Released(ReleaseReason::User), vec![1, 2], Some(a.id), ann("ann")),
+        (3, ChangeKind::Held, vec![3], Some(c.id), ann("cat")),
+        (4, ChangeKind::Sold, vec![3], Some(c.id), ann("cat")),
+        (5, ChangeKind::Held, vec![4], Some(d.id), ann("dan")),
+        // The refund expired what was due first, in the same step.
+        (6, ChangeKind::Released(ReleaseReason::Expiry), vec![4], Some(d.id), ann("dan")),
+        (7, ChangeKind::Released(ReleaseReason::Refund), vec![3], None, ann("cat")),
+        (8, ChangeKind::Held, vec![5, 6], Some(e.id), ann("eve")),
+        (9, ChangeKind::Released(ReleaseReason::Superseded), vec![5, 6], Some(e.id), ann("eve")),
+        (10, ChangeKind::Sold, vec![6, 8], None, ann("fay")),
+        (10, ChangeKind::Sold, vec![7], None, ann("gus")),
+    ];
+    assert_eq!(brief(&all), expected);
+    assert!(all.records.iter().all(|r| r.at_ms >= START_MS && r.at_ms <= START_MS + 10));
+    assert_eq!(f.snapshot().await.version, 10);
+
+    // Pages start after a version and never split one.
+    assert_eq!(brief(&f.inv.history(EVENT, 7, 2).await.unwrap()), expected[7..9].to_vec());
+    assert_eq!(brief(&f.inv.history(EVENT, 8, 2).await.unwrap()), expected[8..11].to_vec());
+    assert_eq!(brief(&f.inv.history(EVENT, 9, 1).await.unwrap()), expected[9..11].to_vec());
+    let done = f.inv.history(EVENT, 10, 100).await.unwrap();
+    assert!(done.complete && done.records.is_empty());
+    f.check().await;
+}
+
+async fn history_says_when_records_were_trimmed(b: Backend) {
+    let inv = feed_inventory(b, 4).await;
+    for seat in 0..6 {
+        inv.hold(seats("ann", &[seat])).await.unwrap();
+    }
+    let from_start = inv.history(EVENT, 0, 100).await.unwrap();
+    assert!(!from_start.complete, "six records do not fit a history of four");
+    let recent = inv.history(EVENT, 2, 100).await.unwrap();
+    assert!(recent.complete);
+    let versions: Vec<u64> = recent.records.iter().map(|r| r.version).collect();
+    assert_eq!(versions, vec![3, 4, 5, 6]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Redis: several nodes, one inventory
+// ---------------------------------------------------------------------------------------
+
+/// Two nodes on the same Redis keys and the same manual clock, the event loaded on both.
+async fn two_nodes(map: Arc<SeatMap>) -> (Engine, Engine, Arc<ManualClock>) {
+    let keys = RedisKeyspace::new();
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let a = Engine::redis_node(&keys, Some(clock.clone()), RING).await;
+    let b = Engine::redis_node(&keys, Some(clock.clone()), RING).await;
+    a.load_event(EVENT, map.clone(), Vec::new()).await.unwrap();
+    b.load_event(EVENT, map, Vec::new()).await.unwrap();
+    (a, b, clock)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_nodes_racing_for_the_same_seats_have_exactly_one_winner() {
+    let (a, b, _) = two_nodes(seat_map(&[("A", 10, 20)])).await;
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    for round in 0..50u32 {
+        let want = vec![round * 4, round * 4 + 1, round * 4 + 2];
+        let (na, nb) = (a.clone(), b.clone());
+        let (wa, wb) = (want.clone(), want.clone());
+        let many = |who: &str, s: &[u32]| HoldRequest { max_seats_per_user: u32::MAX, ..seats(who, s) };
+        let ta = tokio::spawn(async move { na.hold(many("ann", &wa)).await });
+        let tb = tokio::spawn(async move { nb.hold(many("bob", &wb)).await });
+        let (ra, rb) = (ta.await.unwrap(), tb.await.unwrap());
+        let (winner, loser) = match (ra, rb) {
+            (Ok(view), Err(e)) | (Err(e), Ok(view)) => (view, e),
+            other => panic!("round {round}: both or neither won: {other:?}"),
+        };
+        assert_eq!(winner.seats, want);
+        assert_eq!(loser, InventoryError::SeatsUnavailable(want.clone()));
+        // The winner releases through the other node half of the time.
+        if round % 2 == 0 {
+            let other = if winner.user == user("ann") { &b } else { &a };
+            other.release(winner.id).await.unwrap();
+        }
+    }
+    a.check_invariants(EVENT).await.unwrap();
+    let counts_a = a.seat_counts(EVENT).await.unwrap();
+    assert_eq!(counts_a, b.seat_counts(EVENT).await.unwrap());
+    assert_eq!(counts_a.held, 25 * 3);
+    // Best available from both nodes at once never hands a seat out twice. Each loss of
+    // a task means another task won since its pick, so 12 tasks fit in the retries.
+    let mut tasks = Vec::new();
+    for t in 0..12 {
+        let node = if t % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            node.hold(HoldRequest { max_seats_per_user: u32::MAX, ..best(&format!("u{t}"), 3, None) }).await
+        }));
+    }
+    let mut taken = HashSet::new();
+    for task in tasks {
+        for seat in task.await.unwrap().expect("enough seats for everyone").seats {
+            assert!(taken.insert(seat), "seat {seat} handed out twice");
+        }
+    }
+    b.check_invariants(EVENT).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_hold_made_on_one_redis_node_is_seen_pinned_confirmed_and_expired_on_another() {
+    let (a, b, clock) = two_nodes(small_map()).await;
+    let h = a.hold(seats("ann", &[1, 2])).await.unwrap();
+    assert_eq!(b.hold_view(h.id).await.unwrap(), h);
+    assert_eq!(snapshot(&*b, EVENT, 30).await.taken(), vec![1, 2]);
+    b.pin(h.id, "co", START_MS + TTL).await.unwrap();
+    assert_eq!(a.release(h.id).await.unwrap_err(), InventoryError::HoldConfirming);
+    assert_eq!(a.confirm(h.id, "co").await.unwrap().status, HoldStatus::Confirmed);
+    assert_eq!(b.sold_seats(EVENT).await.unwrap(), vec![1, 2]);
+    assert_eq!(b.user_seat_count(EVENT, &user("ann")).await.unwrap(), 2);
+
+    // A hold made on one node is expired by the other's sweep, exactly on time.
+    let short = a.hold(HoldRequest { ttl_ms: 1_000, ..seats("bob", &[5]) }).await.unwrap();
+    clock.advance_ms(999);
+    assert_eq!(b.expire_due().await.unwrap(), 0);
+    clock.advance_ms(1);
+    let (ea, eb) = tokio::join!(a.expire_due(), b.expire_due());
+    assert_eq!(ea.unwrap() + eb.unwrap(), 1, "sweeping at once expires a hold once");
+    assert_eq!(a.hold_view(short.id).await.unwrap().status, HoldStatus::Expired);
+    // A node that never loaded the event still serves holds by id.
+    let keys = match &a {
+        Engine::Redis(_, keys) => keys.clone(),
+        Engine::Memory(_) => unreachable!(),
+    };
+    let c = Engine::redis_node(&keys, Some(clock.clone()), RING).await;
+    assert_eq!(c.hold_view(short.id).await.unwrap().status, HoldStatus::Expired);
+    assert_eq!(c.hold(seats("cat", &[9])).await.unwrap_err(), InventoryError::UnknownEvent);
+    a.check_invariants(EVENT).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_loads_from_several_redis_nodes_initialize_the_event_once() {
+    let keys = RedisKeyspace::new();
+    let map = small_map();
+    let sold =
+        || vec![SoldSeat { seat_index: 3, user: user("ann") }, SoldSeat { seat_index: 4, user: user("ann") }];
+    let mut nodes = Vec::new();
+    for _ in 0..4 {
+        nodes.push(Arc::new(
+            Engine::redis_node(&keys, Some(Arc::new(ManualClock::new(START_MS))), RING).await,
+        ));
+    }
+    let loads: Vec<_> = nodes
+        .iter()
+        .map(|node| {
+            let (node, map, sold) = (node.clone(), map.clone(), sold());
+            tokio::spawn(async move { node.load_event(EVENT, map, sold).await })
+        })
+        .collect();
+    for load in loads {
+        load.await.unwrap().unwrap();
+    }
+    let h = nodes[0].hold(seats("bob", &[7])).await.unwrap();
+    // A late loader (even with other sold seats) changes nothing.
+    let late = Engine::redis_node(&keys, Some(Arc::new(ManualClock::new(START_MS))), RING).await;
+    late.load_event(EVENT, map.clone(), vec![SoldSeat { seat_index: 9, user: user("cat") }]).await.unwrap();
+    for node in nodes.iter().map(|n| &**n).chain([&late]) {
+        assert_eq!(node.seat_counts(EVENT).await.unwrap(), SeatCounts { available: 27, held: 1, sold: 2 });
+        assert_eq!(node.user_seat_count(EVENT, &user("ann")).await.unwrap(), 2);
+        assert_eq!(node.hold_view(h.id).await.unwrap(), h);
+    }
+    late.check_invariants(EVENT).await.unwrap();
+}
+
+#[tokio::test]
+async fn redis_keys_carry_the_event_hash_tag_and_the_bitmap_has_the_wire_layout() {
+    let f = Fixture::new(Backend::Redis, small_map()).await;
+    f.inv.hold(seats("ann", &[0, 9, 17])).await.unwrap();
+    let Engine::Redis(inv, keys) = &f.inv else { unreachable!() };
+    let mut names = keys.keys();
+    names.sort();
+    assert!(!names.is_empty());
+    for name in &names {
+        assert!(name.starts_with(&format!("{}{{ev:7}}:", keys.prefix)), "{name}");
+    }
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let raw: Vec<u8> =
+        redis::cmd("GET").arg(format!("{}{{ev:7}}:bits", keys.prefix)).query(&mut conn).unwrap();
+    let mut expected = Bitmap::all_available(30);
+    for seat in [0, 9, 17] {
+        expected.set_available(seat, false);
+    }
+    assert_eq!(raw, expected.to_bytes());
+    assert!(inv.epoch(EVENT).await.unwrap() >= START_MS, "the epoch is set at initialization");
+}
+
+#[tokio::test]
+async fn redis_ended_holds_are_forgotten_after_the_configured_time() {
+    let keys = RedisKeyspace::new();
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let config = RedisConfig {
+        key_prefix: keys.prefix.clone(),
+        ended_hold_keep_ms: 1_000,
+        clock: Some(clock.clone()),
+        ..RedisConfig::new(redis_url())
+    };
+    let inv = Engine::Redis(Box::new(RedisInventory::connect(config).await.unwrap()), keys);
+    inv.load_event(EVENT, small_map(), Vec::new()).await.unwrap();
+    let h = inv.hold(seats("ann", &[1])).await.unwrap();
+    inv.release(h.id).await.unwrap();
+    clock.advance_ms(999);
+    assert_eq!(inv.hold_view(h.id).await.unwrap().status, HoldStatus::Released);
+    clock.advance_ms(1);
+    assert_eq!(inv.hold_view(h.id).await.unwrap_err(), InventoryError::UnknownHold);
+    assert_eq!(inv.release(h.id).await.unwrap_err(), InventoryError::UnknownHold);
+    inv.check_invariants(EVENT).await.unwrap();
+}
+
+#[tokio::test]
+async fn redis_time_comes_from_the_server_without_an_injected_clock() {
+    let inv = Engine::open(Backend::Redis, None, RING).await;
+    inv.load_event(EVENT, small_map(), Vec::new()).await.unwrap();
+    let before = SystemClock.now_ms();
+    let h = inv.hold(HoldRequest { ttl_ms: 200, ..seats("ann", &[1]) }).await.unwrap();
+    assert!(h.created_ms + 1_000 >= before && h.created_ms <= SystemClock.now_ms() + 1_000, "{h:?}");
+    assert_eq!(h.expires_ms, h.created_ms + 200);
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    assert_eq!(inv.expire_due().await.unwrap(), 1);
+    assert_eq!(inv.hold_view(h.id).await.unwrap().status, HoldStatus::Expired);
+}
+
+// ---------------------------------------------------------------------------------------
+// Every backend-neutral test, on each backend
+// ---------------------------------------------------------------------------------------
+
+macro_rules! on_both_backends {
+    ($($name:ident $([$($flavor:tt)*])?,)*) => {
+        mod on_memory {
+            $(
+                #[tokio::test$(($($flavor)*))?]
+                async fn $name() {
+                    super::$name(super::Backend::Memory).await
+                }
+            )*
+        }
+
+        mod on_redis {
+            $(
+                #[tokio::test$(($($flavor)*))?]
+                async fn $name() {
+                    super::$name(super::Backend::Redis).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends! {
+    hold_of_taken_seat_is_rejected_and_changes_nothing,
+    hold_of_seats_taken_by_the_same_user_is_rejected_too,
+    malformed_hold_requests_are_rejected_and_change_nothing,
+    hold_release_and_confirm_move_bits_version_and_counts,
+    racing_for_the_same_seats_has_exactly_one_winner,
+    per_user_limit_counts_held_plus_bought_seats,
+    expired_hold_frees_the_users_allowance,
+    sold_seats_given_at_load_are_unavailable_and_count_for_their_buyer,
+    a_huge_best_available_count_is_refused_without_panicking,
+    hold_expires_after_its_ttl_lazily_when_viewed,
+    pin_and_confirm_of_a_hold_past_its_ttl_fail_with_hold_expired,
+    expire_due_expires_exactly_the_holds_whose_time_is_up,
+    seat_counts_and_user_seat_count_do_not_count_holds_past_their_ttl,
+    pinned_hold_is_never_expired_by_time,
+    unpin_after_the_ttl_expires_the_hold_at_once,
+    unpin_before_the_ttl_returns_the_hold_to_held_and_it_expires_later,
+    confirm_needs_the_pin_of_the_same_attempt,
+    release_of_a_pinned_hold_and_a_second_pin_are_refused_as_confirming,
+    ended_holds_report_how_they_ended,
+    stale_pins_lists_the_pins_past_their_deadline,
+    best_available_holds_adjacent_seats_in_one_row,
+    best_available_without_enough_seats_is_not_enough_seats_and_changes_nothing,
+    load_event_is_idempotent,
+    racing_tasks_never_hold_one_seat_twice [flavor = "multi_thread", worker_threads = 4],
+    a_release_racing_a_pin_has_exactly_one_winner [flavor = "multi_thread", worker_threads = 4],
+    feed_gives_the_net_change_since_a_version,
+    feed_of_a_version_older_than_the_ring_or_from_the_future_has_no_changes,
+    release_sold_returns_refunded_seats_to_sale_and_frees_the_buyers_allowance,
+    mark_sold_repairs_seats_the_store_sold_and_a_hold_on_them_loses,
+    history_records_every_change_once_in_version_order,
+    history_says_when_records_were_trimmed,
 }

@@ -91,6 +91,20 @@ pub async fn checkout(
             other => other.into(),
         });
     }
+    crate::fault::hit("checkout.after_pin");
+
+    // The hold's SEAT_HELD records come before its PAYMENT_INITIATED in the history.
+    // (The audit-writing node writes them now; another node of a distributed deployment
+    // waits until the writer has.)
+    if let Err(e) = crate::audit::ensure_held_recorded(&state, hold).await {
+        unpin(&state, hold, &attempt).await;
+        tracing::error!(%hold, error = %e, "audit history not written; checkout refused");
+        return Err(ApiError::unavailable(
+            "AUDIT_UNAVAILABLE",
+            "the audit history cannot be written; retry shortly",
+        )
+        .retry_after(1));
+    }
 
     // The attempt is durable before the gateway hears of it.
     let total = total_of(view.seats.iter().map(|&i| entry.price_of(i)), &entry);
@@ -113,6 +127,7 @@ pub async fn checkout(
         return Err(e.into());
     }
     metrics::counter!("boxoffice_payment_attempts_total").increment(1);
+    crate::fault::hit("checkout.after_attempt");
 
     let request =
         PaymentRequest { idempotency_key: attempt.clone(), amount: total, token: body.payment.token.clone() };
@@ -125,6 +140,10 @@ pub async fn checkout(
             unpin(&state, hold, &attempt).await;
             metrics::counter!("boxoffice_checkouts_total", "result" => "declined").increment(1);
             return Err(ApiError::new(StatusCode::PAYMENT_REQUIRED, "PAYMENT_DECLINED", reason));
+        }
+        Ok(Err(PaymentError::Pending(payment))) => {
+            // The gateway decides later; its webhook completes (or fails) this checkout.
+            return crate::http::webhook::hand_over(&state, hold, &attempt, &payment, email.as_deref()).await;
         }
         Ok(Err(PaymentError::Unavailable(reason))) => {
             set_state(&state, &attempt, &[AttemptState::Initiated], AttemptState::Unknown, None).await;
@@ -145,6 +164,7 @@ pub async fn checkout(
             });
         }
     };
+    crate::fault::hit("checkout.after_authorize");
     let recorded = set_state(
         &state,
         &attempt,
@@ -159,18 +179,56 @@ pub async fn checkout(
         abandon(&state, hold, &attempt).await;
         return Err(payments_unavailable("the payment could not be recorded; nothing was charged"));
     }
+    crate::fault::hit("checkout.after_authorized_recorded");
 
+    let sale = Sale {
+        hold,
+        event: view.event,
+        user: view.user.clone(),
+        seats: view.seats.clone(),
+        total,
+        email,
+        attempt,
+        deadline_ms,
+    };
+    let order = commit_order(&state, sale, &entry, &authorization).await?;
+    let body = serde_json::to_vec(&OrderDto::from(&order)).expect("orders serialize");
+    Ok((StatusCode::CREATED, body))
+}
+
+/// An authorized checkout, ready to become an order.
+pub(crate) struct Sale {
+    pub hold: HoldId,
+    pub event: boxoffice_core::EventId,
+    pub user: boxoffice_core::UserId,
+    pub seats: Vec<u32>,
+    pub total: boxoffice_core::Money,
+    pub email: Option<String>,
+    pub attempt: String,
+    pub deadline_ms: u64,
+}
+
+/// Commits the order of an authorized attempt (only before its pin's deadline), marks the
+/// seats SOLD and captures: the one completion of a checkout, for the response path and
+/// the payments webhook alike. When it knows no order was made it gives the payment back;
+/// when it cannot know it keeps the pin for the reconciler.
+pub(crate) async fn commit_order(
+    state: &AppState,
+    sale: Sale,
+    entry: &crate::catalog::EventEntry,
+    authorization: &Authorization,
+) -> Result<boxoffice_store::Order, ApiError> {
+    let Sale { hold, event, user, seats, total, email, attempt, deadline_ms } = sale;
     if now_ms() >= deadline_ms {
         // Past the deadline the reconciler may act on the pin: never commit then.
-        abandon(&state, hold, &attempt).await;
+        abandon(state, hold, &attempt).await;
         return Err(payments_unavailable("the checkout took too long; nothing was charged"));
     }
-    let tickets = view
-        .seats
+    let tickets = seats
         .iter()
         .map(|&i| {
             let id = TicketId::random();
-            let qr_payload = state.signer.payload(&id, view.event, i, FIRST_TICKET_REVISION);
+            let qr_payload = state.signer.payload(&id, event, i, FIRST_TICKET_REVISION);
             NewTicket {
                 id,
                 seat_index: i,
@@ -182,8 +240,8 @@ pub async fn checkout(
         .collect();
     let order = NewOrder {
         id: OrderId::random(),
-        event: view.event,
-        user: view.user.clone(),
+        event,
+        user,
         hold,
         payment_attempt: Some(attempt.clone()),
         email,
@@ -195,19 +253,24 @@ pub async fn checkout(
         Ok(order) => order,
         Err(StoreError::HoldAlreadyOrdered(existing)) => {
             // Another completion of this hold won; its order stands.
-            abandon(&state, hold, &attempt).await;
+            abandon(state, hold, &attempt).await;
             return Err(already_confirmed(&existing));
         }
         Err(StoreError::SeatAlreadySold { seat_index, .. }) => {
             tracing::error!(%hold, seat_index, "order store refused a seat the inventory held: double sale prevented");
-            abandon(&state, hold, &attempt).await;
+            abandon(state, hold, &attempt).await;
             return Err(ApiError::conflict("SEATS_UNAVAILABLE", "a seat of this hold is already sold")
                 .with("seats", vec![entry.map.label(seat_index)]));
+        }
+        Err(StoreError::EventCancelled(_)) => {
+            // Cancelled while the payment ran: nothing is sold, the payment goes back.
+            abandon(state, hold, &attempt).await;
+            return Err(ApiError::conflict("NOT_ON_SALE", "the event was cancelled; nothing was charged"));
         }
         Err(StoreError::AttemptClosed(_)) => {
             // The deadline passed during the commit, or the reconciler settled the attempt:
             // the payment is (being) voided there.
-            unpin(&state, hold, &attempt).await;
+            unpin(state, hold, &attempt).await;
             return Err(payments_unavailable("the checkout took too long; nothing was charged"));
         }
         Err(other) => {
@@ -217,16 +280,17 @@ pub async fn checkout(
             return Err(payments_unavailable(&unsettled(deadline_ms)));
         }
     };
+    crate::fault::hit("checkout.after_commit");
     state.outbox_wake.notify_one();
     if let Err(e) = state.inventory.confirm(hold, &attempt).await {
         // The order is the truth; the reconciler marks the seats sold from it.
         tracing::error!(%hold, error = %e, "order committed but the inventory did not confirm it");
     }
-    capture(&state, &attempt, &authorization).await;
+    crate::fault::hit("checkout.after_confirm");
+    capture(state, &attempt, authorization).await;
     metrics::counter!("boxoffice_confirms_total").increment(1);
     metrics::counter!("boxoffice_checkouts_total", "result" => "confirmed").increment(1);
-    let body = serde_json::to_vec(&OrderDto::from(&order)).expect("orders serialize");
-    Ok((StatusCode::CREATED, body))
+    Ok(order)
 }
 
 fn unsettled(deadline_ms: u64) -> String {
@@ -275,7 +339,7 @@ async fn unpin(state: &AppState, hold: HoldId, attempt: &str) {
 /// For a checkout that made no order: voids the payment at the gateway, records it and
 /// returns the hold to its buyer. Returns false (and keeps the pin) when the gateway
 /// could not be reached: the reconciler settles the attempt after its deadline.
-async fn abandon(state: &AppState, hold: HoldId, attempt: &str) -> bool {
+pub(crate) async fn abandon(state: &AppState, hold: HoldId, attempt: &str) -> bool {
     let timeout = Duration::from_secs(state.config.payment_timeout);
     match tokio::time::timeout(timeout, state.gateway.void(attempt)).await {
         Ok(Ok(())) => {

@@ -49,6 +49,52 @@ pub struct Config {
     #[arg(long, env = "BOXOFFICE_PAYMENT_TIMEOUT", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=120))]
     pub payment_timeout: u64,
+    /// Distributed mode: the Redis that holds seat states, holds and the change feeds,
+    /// shared by every node (`redis://host:port/db`). Without it holds live in this process.
+    #[arg(long, env = "BOXOFFICE_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Put before every Redis key (several deployments on one Redis).
+    #[arg(long, env = "BOXOFFICE_REDIS_KEY_PREFIX", default_value = "bo:")]
+    pub redis_key_prefix: String,
+    /// Distributed mode: the PostgreSQL that holds the catalog, orders, audit history and
+    /// outbox, shared by every node. Without it the store is SQLite in the data dir.
+    #[arg(long, env = "BOXOFFICE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Connections to PostgreSQL per node.
+    #[arg(long, env = "BOXOFFICE_DATABASE_POOL_SIZE", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_pool_size: u32,
+    /// Seconds to keep retrying an unreachable Redis or PostgreSQL at start-up.
+    #[arg(long, env = "BOXOFFICE_BACKEND_CONNECT_TIMEOUT", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub backend_connect_timeout: u64,
+    /// Whether this node writes the hold-side audit history from the inventory's change
+    /// feed. Exactly one node of a distributed deployment must (an embedded server always
+    /// does).
+    #[arg(long, env = "BOXOFFICE_AUDIT_WRITER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub audit_writer: bool,
+    /// Orders refunded per second by the job that refunds a cancelled event.
+    #[arg(long, env = "BOXOFFICE_CANCEL_REFUNDS_PER_SECOND", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub cancel_refunds_per_second: u32,
+    /// The payment gateway: `simulated` (test card tokens, no money moves) or `stripe`.
+    #[arg(long, env = "BOXOFFICE_PAYMENT_GATEWAY", default_value = "simulated",
+          value_parser = ["simulated", "stripe"])]
+    pub payment_gateway: String,
+    /// Stripe secret API key (`sk_live_...` or `sk_test_...`); required with `--payment-gateway stripe`.
+    #[arg(long, env = "BOXOFFICE_STRIPE_SECRET_KEY", hide_env_values = true)]
+    pub stripe_secret_key: Option<String>,
+    /// Stripe API base URL (a mock's address in tests).
+    #[arg(long, env = "BOXOFFICE_STRIPE_BASE_URL", default_value = "https://api.stripe.com")]
+    pub stripe_base_url: String,
+    /// Signing secret of the Stripe webhook endpoint (`whsec_...`); without it
+    /// `POST /v1/payments/webhook` refuses every delivery.
+    #[arg(long, env = "BOXOFFICE_STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub stripe_webhook_secret: Option<String>,
+    /// Largest age (and clock skew) of a webhook signature's timestamp, in seconds.
+    #[arg(long, env = "BOXOFFICE_STRIPE_WEBHOOK_TOLERANCE", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub stripe_webhook_tolerance: u64,
     /// Interval of the live seat map's deltas, in milliseconds.
     #[arg(long, env = "BOXOFFICE_SSE_INTERVAL_MS", default_value_t = 100,
           value_parser = clap::value_parser!(u64).range(10..=10_000))]
@@ -74,6 +120,9 @@ pub struct Config {
     #[arg(long, env = "BOXOFFICE_MAX_INFLIGHT_HOLDS", default_value_t = 4096,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_inflight_holds: u32,
+    /// The ticket stream: in process, or NATS JetStream with `--nats-url`.
+    #[command(flatten)]
+    pub stream: crate::stream::StreamConfig,
     /// Log filter (tracing `EnvFilter` syntax).
     #[arg(long, env = "BOXOFFICE_LOG", default_value = "info")]
     pub log: String,
@@ -118,6 +167,18 @@ impl Config {
             payment_latency_ms: (0, 0),
             payment_failure_rate: 0.03,
             payment_timeout: 10,
+            cancel_refunds_per_second: 20,
+            redis_url: None,
+            redis_key_prefix: "bo:".into(),
+            database_url: None,
+            database_pool_size: 16,
+            backend_connect_timeout: 30,
+            audit_writer: true,
+            payment_gateway: "simulated".into(),
+            stripe_secret_key: None,
+            stripe_base_url: "https://api.stripe.com".into(),
+            stripe_webhook_secret: None,
+            stripe_webhook_tolerance: 300,
             sse_interval_ms: 100,
             sse_max_clients: 100_000,
             sse_max_clients_per_ip: 1_000,
@@ -127,6 +188,7 @@ impl Config {
             rate_limit_per_user: 0,
             rate_limit_per_ip: 0,
             max_inflight_holds: 4096,
+            stream: crate::stream::StreamConfig::default(),
             log: "warn".into(),
         }
     }
@@ -143,6 +205,11 @@ impl Config {
         }
     }
 
+    /// Whether the inventory and store are shared with other nodes.
+    pub fn distributed(&self) -> bool {
+        self.redis_url.is_some() || self.database_url.is_some()
+    }
+
     pub fn sync_mode(&self) -> SyncMode {
         if self.journal_sync == "write" { SyncMode::Write } else { SyncMode::Fsync }
     }
@@ -150,8 +217,20 @@ impl Config {
     /// The configuration as logged at start-up, secrets redacted.
     pub fn redacted(&self) -> String {
         let mut shown = self.clone();
-        if shown.jwt_secret.is_some() {
-            shown.jwt_secret = Some("<redacted>".into());
+        shown.stream = shown.stream.redacted();
+        let secrets = [
+            &mut shown.jwt_secret,
+            &mut shown.stripe_secret_key,
+            &mut shown.stripe_webhook_secret,
+            &mut shown.redis_url,
+        ];
+        if let Some(url) = &shown.database_url {
+            shown.database_url = Some(boxoffice_store::PgConfig::new(url.clone()).redacted_url());
+        }
+        for secret in secrets {
+            if secret.is_some() {
+                *secret = Some("<redacted>".into());
+            }
         }
         format!("{shown:?}")
     }

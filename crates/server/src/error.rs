@@ -89,6 +89,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => ApiError::not_found("resource"),
             StoreError::BadCursor => ApiError::invalid("cursor is not valid for this list"),
+            StoreError::EventCancelled(_) => ApiError::conflict("NOT_ON_SALE", "the event is cancelled"),
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::unavailable("STORE_UNAVAILABLE", "the order store is unavailable")

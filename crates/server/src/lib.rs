@@ -5,20 +5,26 @@
 //! (build = open the data dir, store and inventory and bind; run = recover, seed, serve
 //! until shutdown), [`http`] (one module per resource, each with a `router()`),
 //! [`auth`] (JWT), [`catalog`] (in-process event cache), [`checkout`] (hold -> order),
-//! [`payments`] (gateways), [`refunds`], [`tickets`] (signed QR payloads), [`stream`]
+//! [`payments`] (gateways; [`stripe`] is the Stripe adapter), [`refunds`], [`tickets`]
+//! (signed QR payloads), [`stream`]
 //! (the ticket stream), [`mail`] (ticket mail), [`workers`] (expiry sweeper, reconciler,
 //! outbox relay, ticket worker, key purge), [`demo`] (demo data), [`search`] (the event
 //! search index, fed from the catalog's change feed).
 //! [`waiting_room`] is the virtual waiting room in front of queued onsales; rate limits and
 //! load shedding are in [`http::guard`].
 
+pub mod admin_client;
+pub mod audit;
 pub mod auth;
+pub mod backends;
+pub mod cancellation;
 pub mod catalog;
 pub mod checkout;
 pub mod config;
 pub mod demo;
 pub mod error;
 pub mod extract;
+pub mod fault;
 pub mod http;
 pub mod live;
 pub mod mail;
@@ -26,6 +32,7 @@ pub mod payments;
 pub mod refunds;
 pub mod search;
 pub mod stream;
+pub mod stripe;
 pub mod tickets;
 pub mod waiting_room;
 pub mod workers;
@@ -38,9 +45,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use boxoffice_core::Limits;
-use boxoffice_engine::memory::{MemoryConfig, MemoryInventory};
+use boxoffice_engine::memory::MemoryInventory;
 use boxoffice_engine::{Inventory, SoldSeat, SystemClock};
-use boxoffice_store::{SqliteStore, Store};
+use boxoffice_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
@@ -55,7 +62,10 @@ pub struct Shared {
     pub limits: Limits,
     pub store: Arc<dyn Store>,
     pub inventory: Arc<dyn Inventory>,
-    pub memory: Arc<MemoryInventory>,
+    /// The embedded inventory (`None` in distributed mode, where it is in Redis).
+    pub memory: Option<Arc<MemoryInventory>>,
+    /// Writes the hold-side audit records from the inventory's change history.
+    pub audit: audit::AuditWriter,
     pub catalog: catalog::Catalog,
     /// Event search (`GET /v1/search`), kept current by [`search::SearchFeed`].
     pub search: Arc<dyn boxoffice_search::SearchIndex>,
@@ -66,6 +76,8 @@ pub struct Shared {
     pub signer: tickets::TicketSigner,
     /// The ticket stream the outbox relay publishes to.
     pub stream: Arc<dyn stream::TicketStream>,
+    /// Wakes the cancellation job after an event was cancelled.
+    pub cancellation_wake: tokio::sync::Notify,
     /// Wakes the outbox relay after a commit wrote outbox rows.
     pub outbox_wake: tokio::sync::Notify,
     /// The waiting room of every queued event.
@@ -112,6 +124,14 @@ pub enum StartError {
     Inventory(#[from] boxoffice_engine::InventoryError),
     #[error("search index: {0}")]
     Search(String),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("audit history: {0}")]
+    Audit(String),
+    #[error("{0}")]
+    Backend(String),
+    #[error("ticket stream: {0}")]
+    Stream(#[from] stream::StreamError),
 }
 
 /// Creates the data dir if needed and takes its lock (`<data-dir>/LOCK`), which the
@@ -148,39 +168,45 @@ impl Application {
         let dir = config.data_dir.clone();
         let io = |source| StartError::DataDir { dir: dir.display().to_string(), source };
         let lock = lock_data_dir(&dir)?;
-        let secret = auth::Auth::load_or_create_secret(config.jwt_secret.as_deref(), &dir).map_err(io)?;
-        let admission_secret = auth::load_or_create_key(&dir, "admission_secret").map_err(io)?;
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("boxoffice.db")).await?);
+        fault::init().map_err(StartError::Config)?;
+        let store = backends::open_store(&config, &dir).await?;
+        let secret = match &config.jwt_secret {
+            Some(secret) => secret.as_bytes().to_vec(),
+            None => backends::shared_key(&config, store.as_ref(), &dir, "jwt_secret").await?.to_vec(),
+        };
+        let admission_secret =
+            backends::shared_key(&config, store.as_ref(), &dir, "admission_secret").await?;
         let search_index = search::open_index(&dir)?;
-        let memory = Arc::new(
-            MemoryInventory::open(
-                MemoryConfig {
-                    journal_dir: Some(dir.clone()),
-                    sync: config.sync_mode(),
-                    change_ring_seats: config.change_ring_seats,
-                    ..MemoryConfig::default()
-                },
-                Arc::new(SystemClock),
-            )
-            .map_err(io)?,
-        );
+        let (inventory, memory) = backends::open_inventory(&config, &dir).await?;
+        let epoch = backends::epoch(&config, store.as_ref()).await?;
         let listener = TcpListener::bind(config.addr)
             .await
             .map_err(|source| StartError::Bind { addr: config.addr, source })?;
-        let gateway = Arc::new(
-            payments::SimulatedGateway::open(
-                &dir,
-                config.payment_latency_ms,
-                config.payment_failure_rate,
-                config.journal_sync != "write",
+        let gateway: Arc<dyn payments::PaymentGateway> = match config.payment_gateway.as_str() {
+            "stripe" => Arc::new(stripe::StripeGateway::from_config(&config).map_err(StartError::Config)?),
+            _ => Arc::new(
+                payments::SimulatedGateway::open(
+                    &dir,
+                    config.payment_latency_ms,
+                    config.payment_failure_rate,
+                    config.journal_sync != "write",
+                )
+                .map_err(io)?,
+            ),
+        };
+        let signer = if config.database_url.is_some() {
+            tickets::TicketSigner::from_seed(
+                backends::shared_key(&config, store.as_ref(), &dir, tickets::SIGNING_KEY_FILE).await?,
             )
-            .map_err(io)?,
-        );
-        let signer = tickets::TicketSigner::load_or_create(&dir).map_err(io)?;
+        } else {
+            tickets::TicketSigner::load_or_create(&dir).map_err(io)?
+        };
+        let ticket_stream = config.stream.open().await?;
         let state = AppState(Arc::new(Shared {
             limits: config.limits(),
+            audit: audit::AuditWriter::new(inventory.clone(), store.clone(), memory.is_none()),
             store,
-            inventory: memory.clone(),
+            inventory,
             memory,
             catalog: catalog::Catalog::default(),
             search: Arc::new(search_index),
@@ -188,14 +214,15 @@ impl Application {
             auth: auth::Auth::new(&secret),
             gateway,
             signer,
-            stream: Arc::new(stream::InProcessStream::default()),
+            stream: ticket_stream,
             outbox_wake: tokio::sync::Notify::new(),
+            cancellation_wake: tokio::sync::Notify::new(),
             waiting_room: Arc::new(waiting_room::MemoryWaitingRoom::new()),
             admission: waiting_room::token::AdmissionKeys::new(&admission_secret),
             queue_clock,
             guard: http::guard::Guard::new(&config),
             ready: AtomicBool::new(false),
-            epoch: boxoffice_engine::Clock::now_ms(&SystemClock),
+            epoch,
             metrics: http::metrics::handle(),
             config,
         }));
@@ -225,10 +252,12 @@ impl Application {
         let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
         let _ = stop_workers.send(true);
         startup.abort();
-        if let Err(e) = state.memory.flush().await {
-            tracing::error!(error = %e, "journal flush at shutdown failed");
+        if let Some(memory) = &state.memory {
+            if let Err(e) = memory.flush().await {
+                tracing::error!(error = %e, "journal flush at shutdown failed");
+            }
+            memory.close();
         }
-        state.memory.close();
         state.search.close().await;
         tracing::info!("stopped");
         served
@@ -247,13 +276,38 @@ async fn start_up(state: AppState, stop: tokio::sync::watch::Receiver<bool>) {
         if state.config.demo {
             demo::seed(&state).await?;
         }
-        state.memory.commit_recovery().await?;
+        if let Some(memory) = &state.memory {
+            memory.commit_recovery().await?;
+        }
         // Checkouts the previous process left open are settled before anyone can act on
         // their holds; the stream is re-driven past what the ticket worker handled.
-        match workers::reconcile(&state, workers::ReconcileMode::StartUp).await {
+        // With a shared inventory other nodes' checkouts are alive: only pins past their
+        // deadline are ownerless.
+        let mode = if state.memory.is_some() {
+            workers::ReconcileMode::StartUp
+        } else {
+            workers::ReconcileMode::Periodic
+        };
+        match workers::reconcile(&state, mode).await {
             Ok(done) if !done.0.is_empty() => tracing::warn!(fixed = ?done.0, "start-up reconciliation"),
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "start-up reconciliation failed; the next pass retries"),
+        }
+        // The audit history catches up with the recovered inventory and closes what the
+        // restart ended. (A shared inventory loses nothing when a node restarts.)
+        if state.config.audit_writer {
+            let written = state.audit.drain_all().await.map_err(StartError::Audit)?;
+            let mut settled = 0;
+            if state.memory.is_some() {
+                for event in state.store.all_event_ids().await? {
+                    let now = workers::now_ms();
+                    settled +=
+                        state.audit.settle_after_restart(event, now).await.map_err(StartError::Audit)?;
+                }
+            }
+            if written + settled > 0 {
+                tracing::info!(written, settled, "audit history caught up after start-up");
+            }
         }
         if let Err(e) = workers::redrive_stream(&state).await {
             tracing::error!(error = %e, "cannot re-drive the ticket stream");

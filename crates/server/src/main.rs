@@ -20,13 +20,50 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
-    Serve(Config),
+    Serve(Box<Config>),
     /// Load a running server, measure it, and audit it for oversold seats.
     Loadtest(boxoffice_loadgen::Args),
+    /// The audit history of a running server.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// The ticket stream of a running server.
+    Stream {
+        #[command(subcommand)]
+        command: StreamCommand,
+    },
     /// The event search index.
     Search {
         #[command(subcommand)]
         command: SearchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Replays an event's audit history and checks that it equals the current seat states
+    /// and orders; exits 1 when it does not.
+    Verify {
+        /// The event, e.g. `ev_1`.
+        #[arg(long)]
+        event: String,
+        #[command(flatten)]
+        server: boxoffice_server::admin_client::ServerArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum StreamCommand {
+    /// Hands the ticket stream's messages from an offset (stream sequence, from 1) to the
+    /// ticket worker's handler again, through the running server's admin API. Each order's
+    /// mail is written once: a mail written before stays as it is.
+    Replay {
+        /// The first offset to replay.
+        #[arg(long)]
+        from: u64,
+        #[command(flatten)]
+        server: boxoffice_server::admin_client::ServerArgs,
     },
 }
 
@@ -53,7 +90,7 @@ fn main() -> std::process::ExitCode {
                     return std::process::ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(serve(config)) {
+            match runtime.block_on(serve(*config)) {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -63,6 +100,73 @@ fn main() -> std::process::ExitCode {
         }
         Command::Loadtest(args) => boxoffice_loadgen::main(args),
         Command::Search { command: SearchCommand::Reindex { data_dir } } => reindex(&data_dir),
+        Command::Stream { command: StreamCommand::Replay { from, server } } => stream_replay(from, &server),
+        Command::Audit { command: AuditCommand::Verify { event, server } } => audit_verify(&event, &server),
+    }
+}
+
+fn audit_verify(event: &str, server: &boxoffice_server::admin_client::ServerArgs) -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let path = format!("/v1/events/{event}/audit/verify");
+    match runtime.block_on(server.request(reqwest::Method::GET, &path, None)) {
+        Ok((200, report)) => {
+            let mismatches = report["mismatches"].as_array().cloned().unwrap_or_default();
+            println!(
+                "{event}: {} records replayed; seats available {}, held {}, sold {}",
+                report["records"], report["available"], report["held"], report["sold"]
+            );
+            if mismatches.is_empty() {
+                println!("the history equals the current seat states and orders");
+                std::process::ExitCode::SUCCESS
+            } else {
+                for m in &mismatches {
+                    println!("MISMATCH {}", m.as_str().unwrap_or_default());
+                }
+                std::process::ExitCode::FAILURE
+            }
+        }
+        Ok((status, body)) => {
+            eprintln!("error: the server answered {status}: {body}");
+            std::process::ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn stream_replay(from: u64, server: &boxoffice_server::admin_client::ServerArgs) -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let body = serde_json::json!({ "from": from });
+    match runtime.block_on(server.request(reqwest::Method::POST, "/v1/admin/stream/replay", Some(body))) {
+        Ok((200, done)) => {
+            println!(
+                "ticket stream replayed from offset {} through {}: {} messages, {} mails written",
+                done["from"], done["through"], done["messages"], done["mails_written"]
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            eprintln!("error: the server answered {status}: {body}");
+            std::process::ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 

@@ -46,6 +46,11 @@ pub enum PaymentError {
     Declined(String),
     #[error("payment gateway unavailable: {0}")]
     Unavailable(String),
+    /// The gateway took the request but has not decided (the card's holder must
+    /// authenticate, or the payment is processing); the outcome arrives by webhook. Holds
+    /// the gateway's id of the payment.
+    #[error("payment pending at the gateway: {0}")]
+    Pending(String),
 }
 
 /// What the gateway knows of a key.
@@ -60,6 +65,8 @@ pub enum LedgerState {
     Declined,
     /// A refund key: the refund went through.
     Refunded,
+    /// Known to the gateway but not decided yet (e.g. waiting for the card's holder).
+    Pending,
 }
 
 #[async_trait]

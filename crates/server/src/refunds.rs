@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use boxoffice_core::{OrderId, TicketId};
+use boxoffice_engine::ReleaseReason;
 use boxoffice_store::{Refund, RefundOutcome, RefundRequest, StoreError};
 
 use crate::AppState;
@@ -36,6 +37,7 @@ pub async fn refund(
     caller: &Arc<Caller>,
     order: &OrderId,
     tickets: Option<Vec<TicketId>>,
+    reason: ReleaseReason,
 ) -> Result<RefundOutcome, ApiError> {
     let existing = match state.store.order(order).await {
         Err(StoreError::NotFound) => return Err(ApiError::not_found("order")),
@@ -80,7 +82,7 @@ pub async fn refund(
             .filter(|t| refund.tickets.contains(&t.id))
             .map(|t| t.seat_index)
             .collect();
-        if let Err(e) = state.inventory.release_sold(outcome.order.event, &seat_indexes).await {
+        if let Err(e) = state.inventory.release_sold(outcome.order.event, &seat_indexes, reason).await {
             // The tickets are voided: anti-entropy frees the seats on its next pass.
             tracing::warn!(order = %order, error = %e, "refunded seats not released yet");
         }

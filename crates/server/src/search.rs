@@ -173,6 +173,10 @@ impl SearchFeed {
         }
         ids.sort_unstable();
         ids.dedup();
+        if state.memory.is_none() {
+            // Distributed mode: another node may have made or changed these events.
+            follow_other_nodes(state, &ids).await?;
+        }
         let updates = self.documents(state, &ids).await?;
         let count = updates.len();
         state.search.apply(updates, last).await.map_err(|e| e.to_string())?;
@@ -272,6 +276,17 @@ async fn sold_out_in_index(index: &dyn SearchIndex) -> Result<HashSet<EventId>, 
 
 /// Runs the feed until shutdown: a step every [`FEED_INTERVAL`], a sold-out sweep every
 /// [`SOLD_OUT_SWEEP_INTERVAL`].
+/// Keeps this node's view of events current with changes made on other nodes: cached
+/// metadata is dropped, and events this node's inventory does not know are loaded.
+async fn follow_other_nodes(state: &AppState, ids: &[EventId]) -> Result<(), String> {
+    for &id in ids {
+        state.catalog.invalidate(id);
+        // Idempotent: registers the seat map on this node; initializes nothing twice.
+        crate::load_event(state, id).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 pub fn spawn_worker(state: AppState, mut stop: watch::Receiver<bool>, mut feed: SearchFeed) {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(FEED_INTERVAL);

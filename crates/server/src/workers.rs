@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use crate::AppState;
 use crate::checkout::{capture, set_state};
 use crate::payments::{Authorization, LedgerState};
-use crate::stream::{StreamMessage, Subscription};
+use crate::stream::StreamMessage;
 
 /// How often expired holds are swept (operations also expire holds lazily).
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
@@ -41,8 +41,10 @@ pub const RELAY_BATCH: u32 = 500;
 pub const TICKET_BATCH: usize = 256;
 /// Where the ticket worker keeps the outbox sequence number of the last message it handled.
 pub const TICKET_WORKER_POSITION_KEY: &str = "stream.ticket-worker.outbox-seq";
+/// The ticket worker's durable consumer on the stream, shared by every server on it.
+pub const TICKET_WORKER_CONSUMER: &str = "ticket-worker";
 
-fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     boxoffice_engine::Clock::now_ms(&boxoffice_engine::SystemClock)
 }
 
@@ -54,6 +56,15 @@ pub fn spawn_all(state: AppState, stop: watch::Receiver<bool>) {
     spawn_loop("anti-entropy", ANTI_ENTROPY_INTERVAL, stop.clone(), state.clone(), |state| async move {
         anti_entropy(&state).await.map(|_| ())
     });
+    if state.config.audit_writer {
+        spawn_loop(
+            "audit writer",
+            crate::audit::DRAIN_INTERVAL,
+            stop.clone(),
+            state.clone(),
+            |state| async move { state.audit.drain_all().await.map(|_| ()) },
+        );
+    }
     spawn_loop("key purge", KEY_PURGE_INTERVAL, stop.clone(), state.clone(), purge_keys);
     spawn_loop(
         "queue admission",
@@ -69,6 +80,7 @@ pub fn spawn_all(state: AppState, stop: watch::Receiver<bool>) {
         state.clone(),
         crate::http::guard::purge_step,
     );
+    tokio::spawn(crate::cancellation::run(state.clone(), stop.clone()));
     tokio::spawn(relay_loop(state.clone(), stop.clone()));
     tokio::spawn(ticket_worker_loop(state, stop));
 }
@@ -254,9 +266,9 @@ async fn settle_unpaid(
             (AttemptState::Refunded, "refunded")
         }
         Some(LedgerState::Refunded) => (AttemptState::Refunded, "refunded"),
-        // Authorized, voided, or never seen (then the void burns the key, so that an
-        // authorization still on its way is refused).
-        Some(LedgerState::Authorized | LedgerState::Voided) | None => {
+        // Authorized, pending, voided, or never seen (then the void burns the key, so that
+        // an authorization still on its way is refused).
+        Some(LedgerState::Authorized | LedgerState::Pending | LedgerState::Voided) | None => {
             state.gateway.void(key).await.map_err(|e| e.to_string())?;
             (AttemptState::Voided, "voided")
         }
@@ -328,7 +340,11 @@ pub async fn anti_entropy(state: &AppState) -> Result<AntiEntropy, String> {
         let valid: std::collections::HashSet<u32> = store_sold.iter().map(|s| s.seat_index).collect();
         let extra: Vec<u32> = engine_sold.iter().copied().filter(|s| !valid.contains(s)).collect();
         if !extra.is_empty() {
-            let released = state.inventory.release_sold(event, &extra).await.map_err(|e| e.to_string())?;
+            let released = state
+                .inventory
+                .release_sold(event, &extra, boxoffice_engine::ReleaseReason::Refund)
+                .await
+                .map_err(|e| e.to_string())?;
             for seat in &released {
                 tracing::warn!(%event, seat, "seat SOLD without a valid ticket; released");
             }
@@ -393,7 +409,7 @@ pub async fn relay_outbox(state: &AppState) -> Result<usize, String> {
     let mut published = None;
     let mut failure = None;
     for row in &rows {
-        match state.stream.publish(StreamMessage::from(row.clone())).await {
+        match state.stream.publish(crate::stream::from_outbox(row.clone())).await {
             Ok(_) => published = Some(row.seq),
             Err(e) => {
                 failure = Some(e.to_string());
@@ -431,9 +447,18 @@ async fn relay_loop(state: AppState, mut stop: watch::Receiver<bool>) {
 }
 
 async fn ticket_worker_loop(state: AppState, mut stop: watch::Receiver<bool>) {
-    // The in-process stream starts empty with each process; a durable backend would
-    // resume from its own consumer offset.
-    let mut subscription = Subscription::new(state.stream.clone(), 0);
+    // One durable consumer for every server on the stream: each message goes to one of
+    // them, and comes again when it is not acknowledged in time.
+    let mut subscription = loop {
+        match state.stream.subscribe(TICKET_WORKER_CONSUMER).await {
+            Ok(subscription) => break subscription,
+            Err(e) => tracing::warn!(error = %e, "cannot join the ticket stream's consumer; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+    };
     loop {
         let batch = tokio::select! {
             batch = subscription.next_batch(TICKET_BATCH, Duration::from_secs(1)) => batch,
@@ -447,7 +472,8 @@ async fn ticket_worker_loop(state: AppState, mut stop: watch::Receiver<bool>) {
                 continue;
             }
         };
-        for message in &batch {
+        for (n, delivery) in batch.iter().enumerate() {
+            let message = &delivery.message;
             // At least once: a message is retried until it is handled.
             while let Err(e) = deliver_tickets(&state, message).await {
                 tracing::warn!(order = %message.key, error = %e, "ticket delivery failed; retrying");
@@ -456,9 +482,15 @@ async fn ticket_worker_loop(state: AppState, mut stop: watch::Receiver<bool>) {
                     _ = stop.changed() => return,
                 }
             }
+            if n + 1 < batch.len() {
+                crate::fault::hit("ticket_worker.mid_batch");
+            }
+            if let Err(e) = subscription.ack(delivery).await {
+                tracing::warn!(order = %message.key, error = %e, "ticket stream ack failed; it comes again");
+            }
         }
-        if let Some(last) = batch.last()
-            && let Err(e) = state.store.meta_set(TICKET_WORKER_POSITION_KEY, &last.id.to_string()).await
+        if let Some(last) = batch.iter().map(|d| d.message.id).max()
+            && let Err(e) = state.store.meta_set(TICKET_WORKER_POSITION_KEY, &last.to_string()).await
         {
             tracing::warn!(error = %e, "cannot save the ticket worker's position");
         }

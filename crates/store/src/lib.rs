@@ -3,8 +3,10 @@
 //! transactional outbox, idempotency keys, and small metadata. The order commit is the truth of a sale: tickets carry a unique index on
 //! `(event_id, seat_index)` over valid tickets, the last guard against selling a seat twice.
 //!
-//! Backends: [`sqlite`] (embedded default). Times are Unix milliseconds.
+//! Backends: [`sqlite`] (embedded default) and [`postgres`] (distributed mode). Times are
+//! Unix milliseconds.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use async_trait::async_trait;
 use boxoffice_core::{EventId, HoldId, Money, OrderId, SeatMap, TicketId, UnixMs, UserId};
 use serde::{Deserialize, Serialize};
 
+pub use postgres::{PgConfig, PgStore};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +32,9 @@ pub enum StoreError {
     /// voided by the reconciler, ...) or its pin deadline has passed.
     #[error("payment attempt {0} is closed")]
     AttemptClosed(String),
+    /// The event is cancelled: nothing more is sold for it.
+    #[error("event {0} is cancelled")]
+    EventCancelled(EventId),
     /// A refund names a ticket that is not part of the order.
     #[error("ticket {0} is not part of this order")]
     TicketNotInOrder(TicketId),
@@ -482,6 +488,76 @@ pub struct OutboxMessage {
 pub const TOPIC_ORDER_CREATED: &str = "order.created";
 pub const TOPIC_ORDER_REFUNDED: &str = "order.refunded";
 
+/// What an audit record says happened (see `GET /v1/events/{id}/audit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AuditType {
+    /// AVAILABLE -> HELD (written from the engine's change history).
+    SeatHeld,
+    /// HELD or SOLD -> AVAILABLE, with a reason (from the engine's change history).
+    SeatReleased,
+    /// A payment attempt for the seat's hold was committed (in that transaction).
+    PaymentInitiated,
+    /// The attempt was declined or voided without an order (in that transaction).
+    PaymentFailed,
+    /// The order sold the seat (in the order transaction).
+    SeatConfirmed,
+    /// The seat's ticket was voided by a refund (in the refund transaction).
+    SeatRefunded,
+    /// The seat's ticket changed hands.
+    TicketTransferred,
+}
+
+impl AuditType {
+    pub const ALL: [AuditType; 7] = [
+        AuditType::SeatHeld,
+        AuditType::SeatReleased,
+        AuditType::PaymentInitiated,
+        AuditType::PaymentFailed,
+        AuditType::SeatConfirmed,
+        AuditType::SeatRefunded,
+        AuditType::TicketTransferred,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditType::SeatHeld => "SEAT_HELD",
+            AuditType::SeatReleased => "SEAT_RELEASED",
+            AuditType::PaymentInitiated => "PAYMENT_INITIATED",
+            AuditType::PaymentFailed => "PAYMENT_FAILED",
+            AuditType::SeatConfirmed => "SEAT_CONFIRMED",
+            AuditType::SeatRefunded => "SEAT_REFUNDED",
+            AuditType::TicketTransferred => "TICKET_TRANSFERRED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// One audit record to append: one seat, one change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAuditRecord {
+    pub event: EventId,
+    pub kind: AuditType,
+    pub at: UnixMs,
+    pub seat: u32,
+    pub hold: Option<HoldId>,
+    pub order: Option<OrderId>,
+    pub user: UserId,
+    /// For SEAT_RELEASED: user, expiry, refund, cancel, superseded or recovery; for
+    /// PAYMENT_FAILED: declined or voided.
+    pub reason: Option<String>,
+}
+
+/// An audit record as stored: `seq` orders the records of one event, from 1, gap-free.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub seq: u64,
+    pub record: NewAuditRecord,
+}
+
 /// The outcome of claiming an idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyClaim {
@@ -566,6 +642,9 @@ pub trait Store: Send + Sync + 'static {
     async fn sold_seats(&self, event: EventId) -> Result<Vec<SoldSeat>>;
     /// The sum of the prices of the event's valid (and scanned) tickets, in minor units
     /// (an event prices every tier in one currency); 0 when nothing is sold.
+    /// Orders that still have valid or scanned tickets for cancelled events (the
+    /// cancellation job's work list), at most `limit`, oldest events first.
+    async fn cancellation_refunds_due(&self, limit: u32) -> Result<Vec<(EventId, OrderId)>>;
     async fn revenue_minor_units(&self, event: EventId) -> Result<i64>;
 
     // --- payments ---
@@ -606,6 +685,19 @@ pub trait Store: Send + Sync + 'static {
     async fn outbox_purge(&self, sent_before: UnixMs, up_to_seq: u64) -> Result<u64>;
     /// Sets a metadata value, replacing any (e.g. a consumer's position).
     async fn meta_set(&self, key: &str, value: &str) -> Result<()>;
+
+    // --- audit history ---
+    /// Appends records in one transaction; each event's records get the next sequence
+    /// numbers in the order given. (Order-side records are written by `create_attempt`,
+    /// `update_attempt`, `create_order` and `refund_tickets` inside their transactions.)
+    async fn append_audit(&self, records: &[NewAuditRecord]) -> Result<()>;
+    /// Up to `limit` records of the event with `seq > after`, in `seq` order.
+    async fn audit_after(&self, event: EventId, after: u64, limit: u32) -> Result<Vec<AuditRecord>>;
+    /// The SEAT_HELD records of holds that have neither a SEAT_RELEASED nor a
+    /// SEAT_CONFIRMED record: the holds the history says are still live.
+    async fn audit_open_holds(&self, event: EventId) -> Result<Vec<AuditRecord>>;
+    /// Which of `holds` have a SEAT_HELD record.
+    async fn audit_holds_recorded(&self, event: EventId, holds: &[HoldId]) -> Result<Vec<HoldId>>;
 
     // --- idempotency ---
     async fn claim_key(&self, scope: KeyScope<'_>, body_sha256: [u8; 32], now: UnixMs) -> Result<KeyClaim>;

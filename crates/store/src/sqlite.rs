@@ -29,11 +29,11 @@ use sqlx::sqlite::{
 use sqlx::{FromRow, QueryBuilder, Sqlite};
 
 use crate::{
-    AttemptState, AttemptUpdate, CatalogChange, CatalogEntity, Event, EventFilter, EventStatus,
-    FIRST_TICKET_REVISION, KeyClaim, KeyScope, NewEvent, NewOrder, NewPaymentAttempt, NewVenue, Order,
-    OrderStatus, OutboxMessage, Page, PaymentAttempt, Performer, Refund, RefundOutcome, RefundRequest,
-    RefundState, Result, ScanOutcome, SoldSeat, Store, StoreError, TOPIC_ORDER_CREATED, TOPIC_ORDER_REFUNDED,
-    Ticket, TicketStatus, Venue,
+    AttemptState, AttemptUpdate, AuditRecord, AuditType, CatalogChange, CatalogEntity, Event, EventFilter,
+    EventStatus, FIRST_TICKET_REVISION, KeyClaim, KeyScope, NewAuditRecord, NewEvent, NewOrder,
+    NewPaymentAttempt, NewVenue, Order, OrderStatus, OutboxMessage, Page, PaymentAttempt, Performer, Refund,
+    RefundOutcome, RefundRequest, RefundState, Result, ScanOutcome, SoldSeat, Store, StoreError,
+    TOPIC_ORDER_CREATED, TOPIC_ORDER_REFUNDED, Ticket, TicketStatus, Venue,
 };
 
 /// How long a writer waits for another process holding the write lock.
@@ -521,6 +521,14 @@ impl Store for SqliteStore {
         let created_at = to_db(order.created_at, "created_at")?;
         let hold = order.hold.to_string();
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let status: Option<String> = sqlx::query_scalar("SELECT status FROM events WHERE id = ?")
+            .bind(event)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if status.as_deref() == Some(EventStatus::Cancelled.as_str()) {
+            tx.rollback().await?;
+            return Err(StoreError::EventCancelled(order.event));
+        }
         if let Some(attempt) = &order.payment_attempt {
             let existing: Option<String> =
                 sqlx::query_scalar("SELECT id FROM orders WHERE payment_attempt_id = ?")
@@ -604,6 +612,21 @@ impl Store for SqliteStore {
             "email": order.email,
         });
         insert_outbox(&mut tx, TOPIC_ORDER_CREATED, order.id.as_str(), &payload, created_at).await?;
+        let audit: Vec<NewAuditRecord> = order
+            .tickets
+            .iter()
+            .map(|ticket| NewAuditRecord {
+                event: order.event,
+                kind: AuditType::SeatConfirmed,
+                at: order.created_at,
+                seat: ticket.seat_index,
+                hold: Some(order.hold),
+                order: Some(order.id.clone()),
+                user: order.user.clone(),
+                reason: None,
+            })
+            .collect();
+        insert_audit(&mut tx, &audit).await?;
         tx.commit().await?;
         let mut tickets: Vec<Ticket> = order
             .tickets
@@ -713,11 +736,26 @@ impl Store for SqliteStore {
         Ok(sum)
     }
 
+    async fn cancellation_refunds_due(&self, limit: u32) -> Result<Vec<(EventId, OrderId)>> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT DISTINCT t.event_id, t.order_id FROM tickets t JOIN events e ON e.id = t.event_id \
+             WHERE e.status = 'cancelled' AND t.status IN ('valid', 'scanned') \
+             ORDER BY t.event_id, t.order_id LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter()
+            .map(|(event, order)| Ok((EventId(from_db(event, "event id")?), parse_order_id(&order)?)))
+            .collect()
+    }
+
     async fn create_attempt(&self, attempt: NewPaymentAttempt) -> Result<PaymentAttempt> {
         let event = to_db(attempt.hold.event.0, "event id")?;
         let created_at = to_db(attempt.created_at, "created_at")?;
         let pin_deadline = to_db(attempt.pin_deadline, "pin_deadline")?;
         let seats = serde_json::to_string(&attempt.seats).expect("seat indexes serialize");
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let inserted = sqlx::query(
             "INSERT INTO payment_attempts (id, hold_id, event_id, user_id, seats, amount, currency, \
              gateway, gateway_key, state, created_at, updated_at, pin_deadline) \
@@ -736,13 +774,29 @@ impl Store for SqliteStore {
         .bind(created_at)
         .bind(created_at)
         .bind(pin_deadline)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await;
         match inserted {
             Ok(_) => {}
             Err(err) if is_foreign_key_violation(&err) => return Err(StoreError::NotFound),
             Err(err) => return Err(err.into()),
         }
+        let audit: Vec<NewAuditRecord> = attempt
+            .seats
+            .iter()
+            .map(|&seat| NewAuditRecord {
+                event: attempt.hold.event,
+                kind: AuditType::PaymentInitiated,
+                at: attempt.created_at,
+                seat,
+                hold: Some(attempt.hold),
+                order: None,
+                user: attempt.user.clone(),
+                reason: None,
+            })
+            .collect();
+        insert_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
         Ok(PaymentAttempt {
             id: attempt.id,
             hold: attempt.hold,
@@ -799,14 +853,48 @@ impl Store for SqliteStore {
                 " AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.payment_attempt_id = payment_attempts.id)",
             );
         }
-        let done = query.build().execute(&self.writer).await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let done = query.build().execute(&mut *tx).await?;
         if done.rows_affected() == 1 {
+            let failed =
+                matches!(update.to, AttemptState::Declined | AttemptState::Voided | AttemptState::Refunded);
+            if failed {
+                let row: Option<(String, String, String)> = sqlx::query_as(
+                    "SELECT a.hold_id, a.user_id, a.seats FROM payment_attempts a WHERE a.id = ? \
+                     AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.payment_attempt_id = a.id)",
+                )
+                .bind(update.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some((hold, user, seats)) = row {
+                    let hold = HoldId::parse(&hold).map_err(|_| corrupt(format!("hold id {hold:?}")))?;
+                    let user = UserId::parse(&user).map_err(|_| corrupt(format!("user id {user:?}")))?;
+                    let seats: Vec<u32> = serde_json::from_str(&seats)
+                        .map_err(|_| corrupt(format!("seats of attempt {}", update.id)))?;
+                    let audit: Vec<NewAuditRecord> = seats
+                        .into_iter()
+                        .map(|seat| NewAuditRecord {
+                            event: hold.event,
+                            kind: AuditType::PaymentFailed,
+                            at: update.now,
+                            seat,
+                            hold: Some(hold),
+                            order: None,
+                            user: user.clone(),
+                            reason: Some(update.to.as_str().to_owned()),
+                        })
+                        .collect();
+                    insert_audit(&mut tx, &audit).await?;
+                }
+            }
+            tx.commit().await?;
             return Ok(true);
         }
         let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM payment_attempts WHERE id = ?")
             .bind(update.id)
-            .fetch_optional(&self.writer)
+            .fetch_optional(&mut *tx)
             .await?;
+        tx.rollback().await?;
         match known {
             Some(_) => Ok(false),
             None => Err(StoreError::NotFound),
@@ -894,6 +982,20 @@ impl Store for SqliteStore {
         }
         update.push(")");
         update.build().execute(&mut *tx).await?;
+        let audit: Vec<NewAuditRecord> = to_void
+            .iter()
+            .map(|ticket| NewAuditRecord {
+                event: order.event,
+                kind: AuditType::SeatRefunded,
+                at: request.now,
+                seat: ticket.seat_index,
+                hold: Some(order.hold),
+                order: Some(order.id.clone()),
+                user: ticket.user.clone(),
+                reason: None,
+            })
+            .collect();
+        insert_audit(&mut tx, &audit).await?;
         let remaining: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM tickets WHERE order_id = ? AND status IN ('valid', 'scanned')",
         )
@@ -1082,6 +1184,62 @@ impl Store for SqliteStore {
             .execute(&self.writer)
             .await?;
         Ok(())
+    }
+
+    async fn append_audit(&self, records: &[NewAuditRecord]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        insert_audit(&mut tx, records).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn audit_after(&self, event: EventId, after: u64, limit: u32) -> Result<Vec<AuditRecord>> {
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT event_id, seq, type, at, seat, hold_id, order_id, user_id, reason FROM audit \
+             WHERE event_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(to_db(event.0, "event id")?)
+        .bind(saturating_db(after))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter().map(AuditRow::into_record).collect()
+    }
+
+    async fn audit_open_holds(&self, event: EventId) -> Result<Vec<AuditRecord>> {
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT a.event_id, a.seq, a.type, a.at, a.seat, a.hold_id, a.order_id, a.user_id, a.reason \
+             FROM audit a WHERE a.event_id = ? AND a.type = 'SEAT_HELD' AND NOT EXISTS \
+             (SELECT 1 FROM audit b WHERE b.hold_id = a.hold_id \
+              AND b.type IN ('SEAT_RELEASED', 'SEAT_CONFIRMED')) ORDER BY a.seq",
+        )
+        .bind(to_db(event.0, "event id")?)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter().map(AuditRow::into_record).collect()
+    }
+
+    async fn audit_holds_recorded(&self, event: EventId, holds: &[HoldId]) -> Result<Vec<HoldId>> {
+        let mut recorded = Vec::new();
+        for chunk in holds.chunks(500) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "SELECT DISTINCT hold_id FROM audit WHERE type = 'SEAT_HELD' AND event_id = ",
+            );
+            query.push_bind(to_db(event.0, "event id")?).push(" AND hold_id IN (");
+            let mut list = query.separated(", ");
+            for hold in chunk {
+                list.push_bind(hold.to_string());
+            }
+            query.push(")");
+            let found: Vec<(String,)> = query.build_query_as().fetch_all(&self.reader).await?;
+            for (hold,) in found {
+                recorded.push(HoldId::parse(&hold).map_err(|_| corrupt(format!("hold id {hold:?}")))?);
+            }
+        }
+        Ok(recorded)
     }
 
     async fn claim_key(&self, scope: KeyScope<'_>, body_sha256: [u8; 32], now: UnixMs) -> Result<KeyClaim> {
@@ -1501,6 +1659,110 @@ async fn insert_outbox(
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+/// Appends audit records, giving each event's records its next sequence numbers in order.
+async fn insert_audit(conn: &mut SqliteConnection, records: &[NewAuditRecord]) -> Result<()> {
+    let mut counts: Vec<(EventId, i64)> = Vec::new();
+    for record in records {
+        match counts.iter_mut().find(|(event, _)| *event == record.event) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((record.event, 1)),
+        }
+    }
+    let mut next: HashMap<EventId, i64> = HashMap::with_capacity(counts.len());
+    for (event, n) in counts {
+        let last: i64 = sqlx::query_scalar(
+            "INSERT INTO audit_heads (event_id, seq) VALUES (?, ?) \
+             ON CONFLICT (event_id) DO UPDATE SET seq = seq + excluded.seq RETURNING seq",
+        )
+        .bind(to_db(event.0, "event id")?)
+        .bind(n)
+        .fetch_one(&mut *conn)
+        .await?;
+        next.insert(event, last - n + 1);
+    }
+    for chunk in records.chunks(AUDIT_ROWS_PER_STATEMENT) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO audit (event_id, seq, type, at, seat, hold_id, order_id, user_id, reason) ",
+        );
+        let mut rows = Vec::with_capacity(chunk.len());
+        for record in chunk {
+            let seq = next.get_mut(&record.event).expect("every event counted");
+            rows.push((record, *seq));
+            *seq += 1;
+        }
+        let mut failed = None;
+        insert.push_values(rows, |mut row, (record, seq)| {
+            let event = match to_db(record.event.0, "event id") {
+                Ok(event) => event,
+                Err(e) => {
+                    failed = Some(e);
+                    0
+                }
+            };
+            row.push_bind(event)
+                .push_bind(seq)
+                .push_bind(record.kind.as_str())
+                .push_bind(saturating_db(record.at))
+                .push_bind(i64::from(record.seat))
+                .push_bind(record.hold.map(|h| h.to_string()))
+                .push_bind(record.order.as_ref().map(|o| o.as_str().to_owned()))
+                .push_bind(record.user.as_str().to_owned())
+                .push_bind(record.reason.clone());
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        insert.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Audit rows per INSERT statement (9 parameters each, under SQLite's limit of 32,766).
+const AUDIT_ROWS_PER_STATEMENT: usize = 1_000;
+
+#[derive(FromRow)]
+struct AuditRow {
+    event_id: i64,
+    seq: i64,
+    #[sqlx(rename = "type")]
+    kind: String,
+    at: i64,
+    seat: i64,
+    hold_id: Option<String>,
+    order_id: Option<String>,
+    user_id: String,
+    reason: Option<String>,
+}
+
+impl AuditRow {
+    fn into_record(self) -> Result<AuditRecord> {
+        let kind =
+            AuditType::parse(&self.kind).ok_or_else(|| corrupt(format!("audit type {:?}", self.kind)))?;
+        let hold = match &self.hold_id {
+            Some(h) => Some(HoldId::parse(h).map_err(|_| corrupt(format!("hold id {h:?}")))?),
+            None => None,
+        };
+        let order = match &self.order_id {
+            Some(o) => Some(parse_order_id(o)?),
+            None => None,
+        };
+        Ok(AuditRecord {
+            seq: from_db(self.seq, "audit seq")?,
+            record: NewAuditRecord {
+                event: EventId(from_db(self.event_id, "event id")?),
+                kind,
+                at: from_db(self.at, "audit time")?,
+                seat: u32::try_from(self.seat).map_err(|_| corrupt(format!("seat {}", self.seat)))?,
+                hold,
+                order,
+                user: UserId::parse(&self.user_id)
+                    .map_err(|_| corrupt(format!("user id {:?}", self.user_id)))?,
+                reason: self.reason,
+            },
+        })
+    }
 }
 
 /// Inserts an event (its venue's map is copied inside SQLite: megabytes that need not

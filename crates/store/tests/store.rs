@@ -2,8 +2,14 @@
 //!
 //! Each test body takes a [`Harness`]: the store under test plus the few things the trait
 //! cannot do (changing a ticket's status behind the store's back, reopening the same
-//! database). The `#[tokio::test]` wrappers at the end of each section run the bodies on
-//! SQLite; another backend reuses the bodies with its own harness.
+//! database). `on_every_backend!(body)` at the end of each section runs a body on every
+//! backend, as the tests `body::sqlite` and `body::postgres`; a few tests of one backend's
+//! own promises follow them.
+//!
+//! PostgreSQL tests need a server: `postgres://postgres@127.0.0.1:5432` (trust auth), or
+//! the server named by `BOXOFFICE_TEST_POSTGRES` (a URL without the database). Each test
+//! creates its own database `bo_t_<random>` and drops it when its harness is dropped, so
+//! the tests run in parallel.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -13,11 +19,12 @@ use boxoffice_core::{
     Currency, EventId, HoldId, Money, OrderId, SeatMap, SectionSpec, TicketId, UnixMs, UserId,
 };
 use boxoffice_store::{
-    AttemptState, AttemptUpdate, Event, EventFilter, EventStatus, KeyClaim, KeyScope, NewEvent, NewOrder,
-    NewPaymentAttempt, NewTicket, NewVenue, Order, OrderStatus, Performer, RefundRequest, RefundState,
-    ScanOutcome, SoldSeat, SqliteStore, Store, StoreError, TOPIC_ORDER_CREATED, TOPIC_ORDER_REFUNDED,
-    TicketStatus, Venue,
+    AttemptState, AttemptUpdate, AuditType, Event, EventFilter, EventStatus, KeyClaim, KeyScope,
+    NewAuditRecord, NewEvent, NewOrder, NewPaymentAttempt, NewTicket, NewVenue, Order, OrderStatus,
+    Performer, PgConfig, PgStore, RefundRequest, RefundState, ScanOutcome, SoldSeat, SqliteStore, Store,
+    StoreError, TOPIC_ORDER_CREATED, TOPIC_ORDER_REFUNDED, TicketStatus, Venue,
 };
+use sqlx::Connection;
 use tempfile::TempDir;
 
 // --- harness ---
@@ -71,6 +78,123 @@ impl Harness for SqliteHarness {
         let store = Arc::new(SqliteStore::open(&self.path).await.expect("reopen"));
         SqliteHarness { store, ..self }
     }
+}
+
+/// The PostgreSQL server the tests use, as a URL without the database.
+fn postgres_server() -> String {
+    std::env::var("BOXOFFICE_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// A database of one test, dropped (best effort) when this is dropped, even while
+/// connections to it are open or the test is panicking.
+struct TestDatabase(String);
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        drop_postgres_database(&self.0);
+    }
+}
+
+/// Creates a database of its own for one test.
+async fn fresh_postgres_database() -> TestDatabase {
+    let database = format!("bo_t_{:032x}", rand_id());
+    let server = postgres_server();
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .unwrap_or_else(|e| panic!("the tests need PostgreSQL at {server}: {e}"));
+    sqlx::query(&format!("CREATE DATABASE {database}")).execute(&mut admin).await.unwrap();
+    admin.close().await.unwrap();
+    TestDatabase(database)
+}
+
+/// Settings for a test database: a small pool, since tests run in parallel on one server.
+fn postgres_config(database: &str) -> PgConfig {
+    PgConfig { max_connections: 8, ..PgConfig::new(format!("{}/{database}", postgres_server())) }
+}
+
+/// Drops a test database (best effort), even while connections to it are open.
+fn drop_postgres_database(database: &str) {
+    let sql = format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)");
+    let admin = format!("{}/postgres", postgres_server());
+    // On a thread of its own with its own runtime: this runs in `Drop`, maybe during a
+    // panic, where the test's runtime cannot be awaited.
+    let dropped = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        runtime.block_on(async {
+            let mut conn = sqlx::PgConnection::connect(&admin).await?;
+            sqlx::query(&sql).execute(&mut conn).await?;
+            conn.close().await
+        })?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+    })
+    .join();
+    if let Ok(Err(e)) = dropped {
+        eprintln!("could not drop test database {database}: {e}");
+    }
+}
+
+struct PgHarness {
+    config: PgConfig,
+    store: Arc<PgStore>,
+    // Last, so that it is dropped after the store.
+    _database: TestDatabase,
+}
+
+async fn postgres() -> PgHarness {
+    let database = fresh_postgres_database().await;
+    let config = postgres_config(&database.0);
+    let store = Arc::new(PgStore::open(&config).await.expect("open a fresh database"));
+    PgHarness { config, store, _database: database }
+}
+
+impl Harness for PgHarness {
+    fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+
+    fn shared(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    async fn set_ticket_status(&self, ticket: &TicketId, status: &str) {
+        let done = sqlx::query("UPDATE tickets SET status = $1 WHERE id = $2")
+            .bind(status)
+            .bind(ticket.as_str())
+            .execute(self.store.pool())
+            .await
+            .unwrap();
+        assert_eq!(done.rows_affected(), 1, "ticket {ticket} exists");
+    }
+
+    async fn reopen(mut self) -> Self {
+        self.store.close().await;
+        self.store = Arc::new(PgStore::open(&self.config).await.expect("reopen"));
+        self
+    }
+}
+
+/// Runs a test body on every backend, as the tests `body::sqlite` and `body::postgres`.
+/// `by_value` for bodies that take the harness itself (to reopen it).
+macro_rules! on_every_backend {
+    ($body:ident) => {
+        on_every_backend!(@tests $body, &);
+    };
+    ($body:ident, by_value) => {
+        on_every_backend!(@tests $body,);
+    };
+    (@tests $body:ident, $($by_ref:tt)?) => {
+        mod $body {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$body($($by_ref)? super::sqlite().await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                super::$body($($by_ref)? super::postgres().await).await;
+            }
+        }
+    };
 }
 
 // --- fixtures ---
@@ -331,25 +455,13 @@ async fn list_events_pages_through_everything_once(h: &impl Harness) {
     }
 }
 
-#[tokio::test]
-async fn sqlite_venues_and_events_read_back_as_created() {
-    venues_and_events_read_back_as_created(&sqlite().await).await;
-}
+on_every_backend!(venues_and_events_read_back_as_created);
 
-#[tokio::test]
-async fn sqlite_unknown_catalog_ids_are_not_found() {
-    unknown_catalog_ids_are_not_found(&sqlite().await).await;
-}
+on_every_backend!(unknown_catalog_ids_are_not_found);
 
-#[tokio::test]
-async fn sqlite_list_events_filters_by_city_category_and_time() {
-    list_events_filters_by_city_category_and_time(&sqlite().await).await;
-}
+on_every_backend!(list_events_filters_by_city_category_and_time);
 
-#[tokio::test]
-async fn sqlite_list_events_pages_through_everything_once() {
-    list_events_pages_through_everything_once(&sqlite().await).await;
-}
+on_every_backend!(list_events_pages_through_everything_once);
 
 // --- event changes (PATCH /v1/events/{id}) ---
 
@@ -458,25 +570,13 @@ async fn event_updates_survive_a_reopen<H: Harness>(h: H) {
     assert_eq!(h.store().event(event.id).await.unwrap(), updated);
 }
 
-#[tokio::test]
-async fn sqlite_a_new_event_has_the_default_queue_settings() {
-    a_new_event_has_the_default_queue_settings(&sqlite().await).await;
-}
+on_every_backend!(a_new_event_has_the_default_queue_settings);
 
-#[tokio::test]
-async fn sqlite_an_event_update_changes_only_what_it_names() {
-    an_event_update_changes_only_what_it_names(&sqlite().await).await;
-}
+on_every_backend!(an_event_update_changes_only_what_it_names);
 
-#[tokio::test]
-async fn sqlite_an_event_update_that_breaks_a_rule_changes_nothing() {
-    an_event_update_that_breaks_a_rule_changes_nothing(&sqlite().await).await;
-}
+on_every_backend!(an_event_update_that_breaks_a_rule_changes_nothing);
 
-#[tokio::test]
-async fn sqlite_event_updates_survive_a_reopen() {
-    event_updates_survive_a_reopen(sqlite().await).await;
-}
+on_every_backend!(event_updates_survive_a_reopen, by_value);
 
 // --- orders ---
 
@@ -655,35 +755,17 @@ async fn concurrent_orders_sell_each_seat_once(h: &impl Harness) {
     assert_eq!(seats, (12..24).chain([0]).collect());
 }
 
-#[tokio::test]
-async fn sqlite_orders_read_back_as_created() {
-    orders_read_back_as_created(&sqlite().await).await;
-}
+on_every_backend!(orders_read_back_as_created);
 
-#[tokio::test]
-async fn sqlite_a_hold_is_ordered_at_most_once() {
-    a_hold_is_ordered_at_most_once(&sqlite().await).await;
-}
+on_every_backend!(a_hold_is_ordered_at_most_once);
 
-#[tokio::test]
-async fn sqlite_a_sold_seat_cannot_be_sold_again() {
-    a_sold_seat_cannot_be_sold_again(&sqlite().await).await;
-}
+on_every_backend!(a_sold_seat_cannot_be_sold_again);
 
-#[tokio::test]
-async fn sqlite_a_voided_ticket_frees_its_seat() {
-    a_voided_ticket_frees_its_seat(&sqlite().await).await;
-}
+on_every_backend!(a_voided_ticket_frees_its_seat);
 
-#[tokio::test]
-async fn sqlite_orders_of_user_page_newest_first() {
-    orders_of_user_page_newest_first(&sqlite().await).await;
-}
+on_every_backend!(orders_of_user_page_newest_first);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_concurrent_orders_sell_each_seat_once() {
-    concurrent_orders_sell_each_seat_once(&sqlite().await).await;
-}
+on_every_backend!(concurrent_orders_sell_each_seat_once);
 
 /// Two stores on one file stand for two processes: their writers contend for SQLite's
 /// lock, which the busy timeout must absorb.
@@ -799,20 +881,11 @@ async fn meta_is_set_only_once(h: &impl Harness) {
     assert_eq!(store.meta_get("seeded").await.unwrap().as_deref(), Some("v1"));
 }
 
-#[tokio::test]
-async fn sqlite_idempotency_keys_claim_replay_and_expire() {
-    idempotency_keys_claim_replay_and_expire(&sqlite().await).await;
-}
+on_every_backend!(idempotency_keys_claim_replay_and_expire);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_concurrent_claims_of_one_key_have_one_winner() {
-    concurrent_claims_of_one_key_have_one_winner(&sqlite().await).await;
-}
+on_every_backend!(concurrent_claims_of_one_key_have_one_winner);
 
-#[tokio::test]
-async fn sqlite_meta_is_set_only_once() {
-    meta_is_set_only_once(&sqlite().await).await;
-}
+on_every_backend!(meta_is_set_only_once);
 
 // --- payments, refunds, tickets, outbox ---
 
@@ -1096,30 +1169,15 @@ async fn the_outbox_is_read_in_order_marked_sent_and_requeued(h: &impl Harness) 
     assert_eq!(store.meta_get("position").await.unwrap().as_deref(), Some("2"));
 }
 
-#[tokio::test]
-async fn sqlite_payment_attempts_change_state_by_compare_and_set() {
-    payment_attempts_change_state_by_compare_and_set(&sqlite().await).await;
-}
+on_every_backend!(payment_attempts_change_state_by_compare_and_set);
 
-#[tokio::test]
-async fn sqlite_an_order_commits_once_on_an_authorized_attempt_before_its_deadline() {
-    an_order_commits_once_on_an_authorized_attempt_before_its_deadline(&sqlite().await).await;
-}
+on_every_backend!(an_order_commits_once_on_an_authorized_attempt_before_its_deadline);
 
-#[tokio::test]
-async fn sqlite_refunds_void_tickets_once_and_set_the_order_status() {
-    refunds_void_tickets_once_and_set_the_order_status(&sqlite().await).await;
-}
+on_every_backend!(refunds_void_tickets_once_and_set_the_order_status);
 
-#[tokio::test]
-async fn sqlite_tickets_scan_once_and_scanned_ones_refund_only_for_admins() {
-    tickets_scan_once_and_scanned_ones_refund_only_for_admins(&sqlite().await).await;
-}
+on_every_backend!(tickets_scan_once_and_scanned_ones_refund_only_for_admins);
 
-#[tokio::test]
-async fn sqlite_the_outbox_is_read_in_order_marked_sent_and_requeued() {
-    the_outbox_is_read_in_order_marked_sent_and_requeued(&sqlite().await).await;
-}
+on_every_backend!(the_outbox_is_read_in_order_marked_sent_and_requeued);
 
 // --- durability ---
 
@@ -1155,10 +1213,7 @@ async fn everything_survives_a_reopen<H: Harness>(h: H) {
     assert_eq!(store.meta_get("seeded").await.unwrap().as_deref(), Some("yes"));
 }
 
-#[tokio::test]
-async fn sqlite_everything_survives_a_reopen() {
-    everything_survives_a_reopen(sqlite().await).await;
-}
+on_every_backend!(everything_survives_a_reopen, by_value);
 
 // --- catalog change feed ---
 
@@ -1232,15 +1287,9 @@ async fn events_read_in_bulk_by_id_and_by_venue(h: &impl Harness) {
     assert_eq!(*store.event_seat_map(c.id).await.unwrap(), *small_map());
 }
 
-#[tokio::test]
-async fn sqlite_every_catalog_write_adds_a_change_in_order() {
-    every_catalog_write_adds_a_change_in_order(&sqlite().await).await;
-}
+on_every_backend!(every_catalog_write_adds_a_change_in_order);
 
-#[tokio::test]
-async fn sqlite_events_read_in_bulk_by_id_and_by_venue() {
-    events_read_in_bulk_by_id_and_by_venue(&sqlite().await).await;
-}
+on_every_backend!(events_read_in_bulk_by_id_and_by_venue);
 
 #[tokio::test]
 async fn sqlite_events_created_before_the_change_feed_are_announced_once() {
@@ -1257,3 +1306,637 @@ async fn sqlite_events_created_before_the_change_feed_are_announced_once() {
     let changes = h.store.catalog_changes_after(0, 10).await.unwrap();
     assert_eq!(changes.iter().map(|c| c.entity).collect::<Vec<_>>(), [CatalogEntity::Event(event.id)]);
 }
+
+// --- concurrency: what SQLite gets from its single writer, every backend must keep ---
+
+async fn concurrent_completions_of_one_attempt_make_one_order(h: &impl Harness) {
+    let (map, event) = venue_and_event(h.store()).await;
+    let store = h.shared();
+    let attempt = new_attempt(&event, &user("alice"), &[5, 6], T0);
+    store.create_attempt(attempt.clone()).await.unwrap();
+    store.update_attempt(authorize(&attempt.id, T0 - 10)).await.unwrap();
+    // The response path, a webhook and the reconciler, each with its own order id.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        let spec = order_for(&attempt, &event, &map, T0 - 1);
+        tasks.spawn(async move { store.create_order(spec).await });
+    }
+    let mut orders = HashSet::new();
+    while let Some(joined) = tasks.join_next().await {
+        orders.insert(joined.unwrap().unwrap().id);
+    }
+    assert_eq!(orders.len(), 1, "every completion reads back the one order");
+    let order = orders.into_iter().next().unwrap();
+    assert_eq!(store.attempt(&attempt.id).await.unwrap().order, Some(order.clone()));
+    assert_eq!(store.orders_of_user(&user("alice"), 10, None).await.unwrap().items.len(), 1);
+    assert_eq!(store.sold_seats(event.id).await.unwrap().len(), 2);
+    assert_eq!(store.outbox_pending(10).await.unwrap().len(), 1, "one order.created");
+}
+
+async fn an_attempt_is_never_both_voided_and_ordered(h: &impl Harness) {
+    let (map, event) = venue_and_event(h.store()).await;
+    let store = h.shared();
+    for seat in 0..12u32 {
+        let attempt = new_attempt(&event, &user("alice"), &[seat], T0);
+        store.create_attempt(attempt.clone()).await.unwrap();
+        store.update_attempt(authorize(&attempt.id, T0 - 10)).await.unwrap();
+        // The checkout commits while the reconciler voids the same attempt.
+        let ordering = {
+            let store = store.clone();
+            let spec = order_for(&attempt, &event, &map, T0 - 1);
+            tokio::spawn(async move { store.create_order(spec).await })
+        };
+        let voiding = {
+            let store = store.clone();
+            let id = attempt.id.clone();
+            tokio::spawn(async move {
+                let void = AttemptUpdate {
+                    id: &id,
+                    from: &AttemptState::OPEN,
+                    to: AttemptState::Voided,
+                    authorization_id: None,
+                    now: T0 - 1,
+                };
+                store.update_attempt(void).await.unwrap()
+            })
+        };
+        let (ordered, voided) = (ordering.await.unwrap(), voiding.await.unwrap());
+        match &ordered {
+            Ok(_) => assert!(!voided, "seat {seat}: an attempt with an order is never voided"),
+            Err(StoreError::AttemptClosed(_)) => assert!(voided, "seat {seat}: closed by the void"),
+            Err(e) => panic!("seat {seat}: {e}"),
+        }
+        let stored = store.attempt(&attempt.id).await.unwrap();
+        assert_eq!(stored.order.is_some(), ordered.is_ok(), "seat {seat}");
+        assert_eq!(stored.state == AttemptState::Voided, voided, "seat {seat}");
+    }
+}
+
+async fn a_relay_racing_the_writers_sees_every_outbox_row_once(h: &impl Harness) {
+    let (map, event) = venue_and_event(h.store()).await;
+    let store = h.shared();
+    // Four writers, seven orders each (the 28 seats of the map); the relay reads and marks
+    // sent as they commit, as the outbox relay does. A row that committed after the relay
+    // had passed its seq would be marked sent unseen.
+    let writers = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            for writer in 0..4u32 {
+                let store = store.clone();
+                let specs: Vec<NewOrder> = (0..7u32)
+                    .map(|i| new_order(&event, &map, &user("alice"), &[writer * 7 + i], T0))
+                    .collect();
+                tasks.spawn(async move {
+                    let mut ids = Vec::new();
+                    for spec in specs {
+                        ids.push(store.create_order(spec).await.unwrap().id);
+                    }
+                    ids
+                });
+            }
+            let mut ids = HashSet::new();
+            while let Some(joined) = tasks.join_next().await {
+                ids.extend(joined.unwrap().into_iter().map(|id| id.as_str().to_owned()));
+            }
+            ids
+        })
+    };
+    let mut seen = HashSet::new();
+    let mut last = 0;
+    loop {
+        let finished = writers.is_finished();
+        let batch = store.outbox_pending(5).await.unwrap();
+        for message in &batch {
+            assert!(message.seq > last, "in seq order");
+            last = message.seq;
+            assert!(seen.insert(message.key.clone()), "{} relayed twice", message.key);
+        }
+        store.outbox_mark_sent(last, T0).await.unwrap();
+        if finished && batch.is_empty() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let written = writers.await.unwrap();
+    assert_eq!(written.len(), 28);
+    assert_eq!(seen, written, "every order's row relayed once, none skipped");
+}
+
+async fn a_follower_racing_the_writers_sees_every_catalog_change(h: &impl Harness) {
+    use boxoffice_store::CatalogEntity;
+    let store = h.shared();
+    let venue = store.create_venue(new_venue("Olympia", "Paris", small_map())).await.unwrap();
+    let writers = {
+        let store = store.clone();
+        let venue = venue.clone();
+        tokio::spawn(async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            for writer in 0..4u64 {
+                let store = store.clone();
+                let venue = venue.clone();
+                tasks.spawn(async move {
+                    let mut ids = Vec::new();
+                    for i in 0..8u64 {
+                        let spec = new_event(&venue, "concert", T0 + (writer * 8 + i) * HOUR);
+                        ids.push(store.create_event(spec).await.unwrap().id);
+                    }
+                    ids
+                });
+            }
+            let mut ids = HashSet::new();
+            while let Some(joined) = tasks.join_next().await {
+                ids.extend(joined.unwrap());
+            }
+            ids
+        })
+    };
+    let mut seen = HashSet::new();
+    let mut last = 0;
+    loop {
+        let finished = writers.is_finished();
+        let changes = store.catalog_changes_after(last, 4).await.unwrap();
+        for change in &changes {
+            assert!(change.seq > last, "in seq order");
+            last = change.seq;
+            if let CatalogEntity::Event(id) = change.entity {
+                assert!(seen.insert(id), "event {id} announced twice");
+            }
+        }
+        if finished && changes.is_empty() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let created = writers.await.unwrap();
+    assert_eq!(created.len(), 32);
+    assert_eq!(seen, created, "a follower that never re-reads misses nothing");
+    assert_eq!(store.catalog_change_head().await.unwrap(), last);
+}
+
+async fn concurrent_partial_updates_of_an_event_all_take_effect(h: &impl Harness) {
+    use boxoffice_store::{EventUpdate, QueueUpdate};
+    let (_, event) = venue_and_event(h.store()).await;
+    let store = h.shared();
+    let queue = |queue: QueueUpdate| EventUpdate { queue, ..EventUpdate::default() };
+    let updates = vec![
+        EventUpdate { name: Some("Renamed".into()), ..EventUpdate::default() },
+        EventUpdate { description: Some("New words".into()), ..EventUpdate::default() },
+        EventUpdate { status: Some(EventStatus::Cancelled), ..EventUpdate::default() },
+        queue(QueueUpdate { enabled: Some(true), ..QueueUpdate::default() }),
+        queue(QueueUpdate { admit_rate_per_second: Some(7), ..QueueUpdate::default() }),
+        queue(QueueUpdate { token_ttl_seconds: Some(60), ..QueueUpdate::default() }),
+        queue(QueueUpdate { max_length: Some(1_000), ..QueueUpdate::default() }),
+        queue(QueueUpdate { proof_of_work_bits: Some(20), ..QueueUpdate::default() }),
+    ];
+    let mut tasks = tokio::task::JoinSet::new();
+    for update in updates {
+        let store = store.clone();
+        tasks.spawn(async move { store.update_event(event.id, update).await.unwrap().updated_at });
+    }
+    let mut stamps = HashSet::new();
+    while let Some(joined) = tasks.join_next().await {
+        assert!(stamps.insert(joined.unwrap()), "every change has its own updated_at");
+    }
+    let now = store.event(event.id).await.unwrap();
+    assert_eq!((now.name.as_str(), now.description.as_deref()), ("Renamed", Some("New words")));
+    assert_eq!(now.status, EventStatus::Cancelled);
+    let expected = boxoffice_store::QueueSettings {
+        enabled: true,
+        admit_rate_per_second: 7,
+        token_ttl_seconds: 60,
+        max_length: 1_000,
+        proof_of_work_bits: 20,
+    };
+    assert_eq!(now.queue, expected, "no change lost to another");
+    assert_eq!(now.updated_at, stamps.into_iter().max().unwrap());
+}
+
+on_every_backend!(concurrent_completions_of_one_attempt_make_one_order);
+
+on_every_backend!(an_attempt_is_never_both_voided_and_ordered);
+
+on_every_backend!(a_relay_racing_the_writers_sees_every_outbox_row_once);
+
+on_every_backend!(a_follower_racing_the_writers_sees_every_catalog_change);
+
+on_every_backend!(concurrent_partial_updates_of_an_event_all_take_effect);
+
+// --- audit history ---
+
+fn audit(event: &Event, kind: AuditType, seat: u32, hold: HoldId, at: UnixMs) -> NewAuditRecord {
+    NewAuditRecord {
+        event: event.id,
+        kind,
+        at,
+        seat,
+        hold: Some(hold),
+        order: None,
+        user: user("alice"),
+        reason: None,
+    }
+}
+
+async fn audit_records_number_each_event_from_one_without_gaps(h: &impl Harness) {
+    let store = h.store();
+    let (_, first) = venue_and_event(store).await;
+    let second = store.create_event(new_event(&first.venue, "opera", T0 + HOUR)).await.unwrap();
+    let (hold_a, hold_b, hold_c) =
+        (HoldId::random(first.id), HoldId::random(second.id), HoldId::random(first.id));
+    store
+        .append_audit(&[
+            audit(&first, AuditType::SeatHeld, 1, hold_a, T0),
+            audit(&second, AuditType::SeatHeld, 1, hold_b, T0),
+            audit(&first, AuditType::SeatHeld, 2, hold_a, T0),
+            audit(&first, AuditType::SeatHeld, 3, hold_c, T0),
+        ])
+        .await
+        .unwrap();
+    store.append_audit(&[]).await.unwrap();
+    let mut released = audit(&first, AuditType::SeatReleased, 3, hold_c, T0 + 1);
+    released.reason = Some("expiry".into());
+    store.append_audit(std::slice::from_ref(&released)).await.unwrap();
+
+    let records = store.audit_after(first.id, 0, 10).await.unwrap();
+    let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4], "from 1, in the order given, without gaps");
+    let seats: Vec<u32> = records.iter().map(|r| r.record.seat).collect();
+    assert_eq!(seats, [1, 2, 3, 3]);
+    assert_eq!(records[3].record, released, "reads back as written");
+    assert_eq!(
+        store.audit_after(second.id, 0, 10).await.unwrap().iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [1]
+    );
+    assert_eq!(
+        store.audit_after(first.id, 1, 2).await.unwrap().iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [2, 3]
+    );
+    assert!(store.audit_after(EventId(9_999), 0, 10).await.unwrap().is_empty());
+
+    let open: Vec<(u64, Option<HoldId>)> =
+        store.audit_open_holds(first.id).await.unwrap().iter().map(|r| (r.seq, r.record.hold)).collect();
+    assert_eq!(open, [(1, Some(hold_a)), (2, Some(hold_a))], "hold c was released");
+    let mut recorded = store.audit_holds_recorded(first.id, &[hold_a, hold_b, hold_c]).await.unwrap();
+    recorded.sort_by_key(|h| h.to_string());
+    let mut expected = vec![hold_a, hold_c];
+    expected.sort_by_key(|h| h.to_string());
+    assert_eq!(recorded, expected, "hold b is another event's");
+}
+
+async fn order_side_changes_are_audited_in_their_transactions(h: &impl Harness) {
+    let store = h.store();
+    let (map, event) = venue_and_event(store).await;
+    let alice = user("alice");
+    let kinds = || async {
+        let records = store.audit_after(event.id, 0, 100).await.unwrap();
+        let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, (1..=records.len() as u64).collect::<Vec<_>>(), "gap-free");
+        records.into_iter().map(|r| (r.record.kind, r.record.seat, r.record.reason)).collect::<Vec<_>>()
+    };
+
+    let declined = new_attempt(&event, &alice, &[1, 2], T0);
+    store.create_attempt(declined.clone()).await.unwrap();
+    let decline = AttemptUpdate {
+        id: &declined.id,
+        from: &AttemptState::OPEN,
+        to: AttemptState::Declined,
+        authorization_id: None,
+        now: T0 - 5,
+    };
+    assert!(store.update_attempt(decline).await.unwrap());
+    use AuditType::*;
+    let reason = |r: &str| Some(r.to_owned());
+    assert_eq!(
+        kinds().await,
+        [
+            (PaymentInitiated, 1, None),
+            (PaymentInitiated, 2, None),
+            (PaymentFailed, 1, reason("declined")),
+            (PaymentFailed, 2, reason("declined"))
+        ]
+    );
+
+    let paid = new_attempt(&event, &alice, &[3, 4], T0);
+    store.create_attempt(paid.clone()).await.unwrap();
+    assert!(store.create_order(order_for(&paid, &event, &map, T0 - 1)).await.is_err(), "not authorized");
+    store.update_attempt(authorize(&paid.id, T0 - 4)).await.unwrap();
+    let order = store.create_order(order_for(&paid, &event, &map, T0 - 1)).await.unwrap();
+    // A repeated completion and a refused void write nothing.
+    store.create_order(order_for(&paid, &event, &map, T0 - 1)).await.unwrap();
+    let void = AttemptUpdate {
+        id: &paid.id,
+        from: &AttemptState::OPEN,
+        to: AttemptState::Voided,
+        authorization_id: None,
+        now: T0,
+    };
+    assert!(!store.update_attempt(void).await.unwrap());
+    let refund = RefundRequest {
+        order: order.id.clone(),
+        tickets: Some(vec![order.tickets[1].id.clone()]),
+        allow_scanned: false,
+        refund_id: "rf_1".into(),
+        now: T0 + 1,
+    };
+    store.refund_tickets(refund).await.unwrap();
+    assert_eq!(
+        kinds().await[4..],
+        [
+            (PaymentInitiated, 3, None),
+            (PaymentInitiated, 4, None),
+            (SeatConfirmed, 3, None),
+            (SeatConfirmed, 4, None),
+            (SeatRefunded, 4, None)
+        ]
+    );
+    let records = store.audit_after(event.id, 6, 100).await.unwrap();
+    assert!(
+        records
+            .iter()
+            .all(|r| r.record.order.as_ref() == Some(&order.id) && r.record.hold == Some(paid.hold))
+    );
+}
+
+async fn concurrent_audit_appends_keep_every_event_gap_free(h: &impl Harness) {
+    let (_, first) = venue_and_event(h.store()).await;
+    let second = h.store().create_event(new_event(&first.venue, "opera", T0 + HOUR)).await.unwrap();
+    let store = h.shared();
+    // Batches name both events, in both orders: the writers must neither deadlock nor
+    // hand out one number twice.
+    let mut tasks = tokio::task::JoinSet::new();
+    for writer in 0..8u32 {
+        let store = store.clone();
+        let (a, b) =
+            if writer % 2 == 0 { (first.clone(), second.clone()) } else { (second.clone(), first.clone()) };
+        tasks.spawn(async move {
+            for i in 0..10u32 {
+                let hold = HoldId::random(a.id);
+                let batch = [
+                    audit(&a, AuditType::SeatHeld, writer * 10 + i, hold, T0),
+                    audit(&b, AuditType::SeatHeld, writer * 10 + i, HoldId::random(b.id), T0),
+                    audit(&a, AuditType::SeatReleased, writer * 10 + i, hold, T0),
+                ];
+                store.append_audit(&batch).await.unwrap();
+            }
+        });
+    }
+    // A reader following one event as they write never sees a gap.
+    let mut last = 0;
+    while !tasks.is_empty() {
+        for record in store.audit_after(first.id, last, 50).await.unwrap() {
+            assert_eq!(record.seq, last + 1, "no gap, even mid-write");
+            last = record.seq;
+        }
+        if let Some(joined) = tasks.try_join_next() {
+            joined.unwrap();
+        }
+        tokio::task::yield_now().await;
+    }
+    for record in store.audit_after(first.id, last, 1_000).await.unwrap() {
+        assert_eq!(record.seq, last + 1);
+        last = record.seq;
+    }
+    // The first event gets 2 records a batch from the even writers and 1 from the odd ones.
+    assert_eq!(last, 4 * 10 * 2 + 4 * 10);
+    let second_seqs: Vec<u64> =
+        store.audit_after(second.id, 0, 1_000).await.unwrap().iter().map(|r| r.seq).collect();
+    assert_eq!(second_seqs, (1..=second_seqs.len() as u64).collect::<Vec<_>>());
+    assert_eq!(second_seqs.len() + last as usize, 8 * 10 * 3);
+}
+
+on_every_backend!(audit_records_number_each_event_from_one_without_gaps);
+
+on_every_backend!(order_side_changes_are_audited_in_their_transactions);
+
+on_every_backend!(concurrent_audit_appends_keep_every_event_gap_free);
+
+// --- PostgreSQL's own promises ---
+
+/// Nodes of a cluster start together on a database nobody has migrated: the migrator's
+/// advisory lock lets one of them apply the migrations and the others find them applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_nodes_starting_together_migrate_a_fresh_database_once() {
+    let database = fresh_postgres_database().await;
+    let config = postgres_config(&database.0);
+    let mut opening = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let config = config.clone();
+        opening.spawn(async move { PgStore::open(&config).await });
+    }
+    let mut stores: Vec<Arc<dyn Store>> = Vec::new();
+    while let Some(joined) = opening.join_next().await {
+        stores.push(Arc::new(joined.unwrap().expect("every node opens")));
+    }
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .unwrap()
+        .filter(|f| f.as_ref().unwrap().path().extension().is_some_and(|e| e == "sql"))
+        .count();
+    let mut conn = sqlx::PgConnection::connect(&config.url).await.unwrap();
+    let applied: Vec<(i64, bool)> =
+        sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(applied.len(), files, "each migration applied once: {applied:?}");
+    assert!(applied.iter().all(|(_, success)| *success));
+    // `boxoffice migrate` on an up-to-date database does nothing, and fails nothing.
+    PgStore::migrate(&config.url).await.unwrap();
+    conn.close().await.unwrap();
+
+    // And the nodes share one truth.
+    let (map, event) = venue_and_event(&*stores[0]).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20u32 {
+        let store = stores[i as usize % stores.len()].clone();
+        let spec = new_order(&event, &map, &user("alice"), &[i], T0 + u64::from(i));
+        tasks.spawn(async move { store.create_order(spec).await.map(|_| ()) });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.unwrap().unwrap();
+    }
+    for store in &stores {
+        assert_eq!(store.sold_seats(event.id).await.unwrap().len(), 20);
+    }
+}
+
+#[tokio::test]
+async fn postgres_an_unreachable_database_fails_in_bounded_time_without_its_password() {
+    // Nothing listens on port 1.
+    let config = PgConfig {
+        connect_retry: std::time::Duration::from_millis(1_500),
+        ..PgConfig::new("postgres://bo:s3cret@127.0.0.1:1/boxoffice")
+    };
+    let started = std::time::Instant::now();
+    let err = PgStore::open(&config).await.expect_err("no database there");
+    let elapsed = started.elapsed();
+    let message = err.to_string();
+    assert!(message.contains("postgres://bo:***@127.0.0.1:1/boxoffice"), "{message}");
+    assert!(!message.contains("s3cret"), "{message}");
+    assert!(elapsed >= std::time::Duration::from_millis(500), "it retried: {elapsed:?}, {message}");
+    assert!(elapsed < std::time::Duration::from_secs(10), "bounded: {elapsed:?}");
+    // A wrong database on a live server is not a wait-and-see failure: it fails at once,
+    // also naming the URL.
+    let missing = PgConfig::new(format!("{}/bo_t_does_not_exist", postgres_server()));
+    let started = std::time::Instant::now();
+    let message = PgStore::open(&missing).await.expect_err("no such database").to_string();
+    assert!(message.contains("bo_t_does_not_exist"), "{message}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn postgres_connections_carry_the_configured_timeouts() {
+    let database = fresh_postgres_database().await;
+    let config = PgConfig {
+        statement_timeout: std::time::Duration::from_millis(1_234),
+        lock_timeout: std::time::Duration::from_millis(567),
+        ..postgres_config(&database.0)
+    };
+    let store = PgStore::open(&config).await.unwrap();
+    let show = |setting: &'static str| {
+        let pool = store.pool().clone();
+        async move { sqlx::query_scalar::<_, String>(&format!("SHOW {setting}")).fetch_one(&pool).await.unwrap() }
+    };
+    assert_eq!(show("statement_timeout").await, "1234ms");
+    assert_eq!(show("lock_timeout").await, "567ms");
+    let slow = sqlx::query("SELECT pg_sleep(3)").execute(store.pool()).await.expect_err("cancelled");
+    let code = slow.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+    assert_eq!(code.as_deref(), Some("57014"), "query_canceled: {slow}");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn postgres_tickets_and_audit_are_partitioned_by_event() {
+    let h = postgres().await;
+    let pool = h.store.pool();
+    let partitioned: Vec<(String, String)> = sqlx::query_as(
+        "SELECT c.relname::TEXT, p.partstrat::TEXT FROM pg_partitioned_table p \
+         JOIN pg_class c ON c.oid = p.partrelid ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(partitioned, [("audit".to_owned(), "h".to_owned()), ("tickets".to_owned(), "h".to_owned())]);
+    for table in ["tickets", "audit"] {
+        let partitions: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = '{table}'::regclass"
+        ))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        assert_eq!(partitions, 8, "{table}");
+    }
+    let guard: String =
+        sqlx::query_scalar("SELECT indexdef FROM pg_indexes WHERE indexname = 'tickets_one_valid_per_seat'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert!(guard.starts_with("CREATE UNIQUE INDEX"), "{guard}");
+    assert!(guard.contains("(event_id, seat_index) WHERE"), "{guard}");
+    let unique: Vec<String> = sqlx::query_scalar(
+        "SELECT conname::TEXT FROM pg_constraint WHERE conrelid = 'orders'::regclass AND contype = 'u' ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(unique, ["orders_one_per_attempt", "orders_one_per_hold"]);
+
+    // The tickets of different events land in different partitions, and the guard holds
+    // in each.
+    let (map, first) = venue_and_event(h.store()).await;
+    let mut events = vec![first];
+    for i in 1..8 {
+        events
+            .push(h.store.create_event(new_event(&events[0].venue, "concert", T0 + i * HOUR)).await.unwrap());
+    }
+    for event in &events {
+        h.store.create_order(new_order(event, &map, &user("alice"), &[0], T0)).await.unwrap();
+        let again = h.store.create_order(new_order(event, &map, &user("bob"), &[0], T0)).await;
+        assert!(matches!(again, Err(StoreError::SeatAlreadySold { seat_index: 0, .. })), "{again:?}");
+    }
+    let used: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT tableoid) FROM tickets").fetch_one(pool).await.unwrap();
+    assert!(used > 1, "8 events in one partition");
+
+    // Audit rows are never changed or deleted.
+    let records = h.store.audit_after(events[0].id, 0, 10).await.unwrap();
+    assert_eq!(records.len(), 1, "the order's SEAT_CONFIRMED");
+    assert!(sqlx::query("UPDATE audit SET seat = 1").execute(pool).await.is_err());
+    assert!(sqlx::query("DELETE FROM audit").execute(pool).await.is_err());
+    assert_eq!(h.store.audit_after(events[0].id, 0, 10).await.unwrap(), records);
+}
+
+// --- cancellation ---
+
+async fn a_cancelled_event_sells_nothing_more_and_lists_its_orders_to_refund(h: &impl Harness) {
+    use boxoffice_store::EventUpdate;
+    let store = h.store();
+    let (map, event) = venue_and_event(store).await;
+    let other = store.create_event(new_event(&event.venue, "opera", T0 + HOUR)).await.unwrap();
+    let alice = user("alice");
+    let first = store.create_order(new_order(&event, &map, &alice, &[1, 2], T0)).await.unwrap();
+    let second = store.create_order(new_order(&event, &map, &alice, &[3], T0)).await.unwrap();
+    store.create_order(new_order(&other, &map, &alice, &[1], T0)).await.unwrap();
+    assert!(store.cancellation_refunds_due(10).await.unwrap().is_empty(), "nothing cancelled");
+
+    let cancel = EventUpdate { status: Some(EventStatus::Cancelled), ..EventUpdate::default() };
+    store.update_event(event.id, cancel).await.unwrap();
+    let late = new_order(&event, &map, &alice, &[4], T0 + 1);
+    let refused = store.create_order(late.clone()).await;
+    assert!(matches!(refused, Err(StoreError::EventCancelled(id)) if id == event.id), "{refused:?}");
+    assert_eq!(store.order_for_hold(&late.hold).await.unwrap(), None, "nothing inserted");
+
+    let mut expected = vec![(event.id, first.id.clone()), (event.id, second.id.clone())];
+    expected.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(store.cancellation_refunds_due(10).await.unwrap(), expected, "once per order");
+    assert_eq!(store.cancellation_refunds_due(1).await.unwrap(), expected[..1]);
+    let refund = RefundRequest {
+        order: first.id.clone(),
+        tickets: None,
+        allow_scanned: true,
+        refund_id: "rf_cancel".into(),
+        now: T0 + 2,
+    };
+    store.refund_tickets(refund).await.unwrap();
+    assert_eq!(store.cancellation_refunds_due(10).await.unwrap(), [(event.id, second.id.clone())]);
+}
+
+on_every_backend!(a_cancelled_event_sells_nothing_more_and_lists_its_orders_to_refund);
+
+async fn refunds_finishing_together_settle_the_payment(h: &impl Harness) {
+    let (map, event) = venue_and_event(h.store()).await;
+    let store = h.shared();
+    for round in 0..5u32 {
+        let attempt = new_attempt(&event, &user("alice"), &[round * 2, round * 2 + 1], T0);
+        store.create_attempt(attempt.clone()).await.unwrap();
+        store.update_attempt(authorize(&attempt.id, T0 - 10)).await.unwrap();
+        let order = store.create_order(order_for(&attempt, &event, &map, T0 - 1)).await.unwrap();
+        let mut refund_ids = Vec::new();
+        for ticket in &order.tickets {
+            let id = format!("rf_{round}_{}", ticket.seat_index);
+            let request = RefundRequest {
+                order: order.id.clone(),
+                tickets: Some(vec![ticket.id.clone()]),
+                allow_scanned: false,
+                refund_id: id.clone(),
+                now: T0,
+            };
+            store.refund_tickets(request).await.unwrap().refund.expect("voided");
+            refund_ids.push(id);
+        }
+        // The gateway confirms both refunds at once: whichever finishes last sees the other
+        // finished, and the payment ends refunded.
+        let mut tasks = tokio::task::JoinSet::new();
+        for id in refund_ids {
+            let store = store.clone();
+            tasks.spawn(async move { store.finish_refund(&id, T0 + 1).await.unwrap() });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            joined.unwrap();
+        }
+        assert_eq!(store.attempt(&attempt.id).await.unwrap().state, AttemptState::Refunded, "round {round}");
+    }
+    assert!(store.pending_refunds(100).await.unwrap().is_empty());
+}
+
+on_every_backend!(refunds_finishing_together_settle_the_payment);

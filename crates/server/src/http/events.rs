@@ -148,16 +148,27 @@ async fn get_event(
 /// queue settings; what is left out, inside `queue` too, keeps its value.
 #[utoipa::path(patch, path = "/v1/events/{event_id}", tag = "admin", request_body = EventPatchBody,
     params(("event_id" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = EventDetail), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    responses((status = 200, body = EventDetail),
+        (status = 202, body = EventDetail, description = "The event is now cancelled: a job refunds every order"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn update_event(
     State(state): State<AppState>,
     Admin(_admin): Admin,
     Path(event_id): Path<String>,
     ApiJson(body): ApiJson<EventPatchBody>,
-) -> Result<axum::Json<EventDetail>, ApiError> {
+) -> Result<(StatusCode, axum::Json<EventDetail>), ApiError> {
     let update = event_update(body)?;
     let id = parse_event_id(&event_id)?;
+    let cancelling = update.status == Some(EventStatus::Cancelled);
+    let was_cancelled = match state.store.event(id).await {
+        Ok(event) => event.status == EventStatus::Cancelled,
+        Err(StoreError::NotFound) => return Err(ApiError::not_found("event")),
+        Err(other) => return Err(other.into()),
+    };
+    if was_cancelled && update.status == Some(EventStatus::Published) {
+        return Err(ApiError::conflict("EVENT_CANCELLED", "a cancelled event cannot be published again"));
+    }
     let updated = match state.store.update_event(id, update).await {
         Err(StoreError::NotFound) => return Err(ApiError::not_found("event")),
         Err(StoreError::Invalid(message)) => return Err(ApiError::invalid(message)),
@@ -165,7 +176,12 @@ async fn update_event(
     };
     state.catalog.invalidate(id);
     tracing::info!(event = %id, status = updated.status.as_str(), queue = ?updated.queue, "event changed");
-    Ok(axum::Json(EventDetail::from(&updated)))
+    if cancelling && !was_cancelled {
+        tracing::warn!(event = %id, "event cancelled: its orders are being refunded");
+        state.cancellation_wake.notify_one();
+        return Ok((StatusCode::ACCEPTED, axum::Json(EventDetail::from(&updated))));
+    }
+    Ok((StatusCode::OK, axum::Json(EventDetail::from(&updated))))
 }
 
 /// Parses a `PATCH` body: times RFC 3339, queue numbers in range.

@@ -177,7 +177,17 @@ async fn hold(
         ttl_ms: state.limits.hold_ttl_ms,
         max_seats_per_user: state.limits.max_seats_per_user_per_event,
     };
-    match state.inventory.hold(request).await {
+    // Distributed mode: the event may have been made on another node, and this node's
+    // catalog follower may not have loaded it yet.
+    let retry = state.memory.is_none().then(|| request.clone());
+    let held = match (state.inventory.hold(request).await, retry) {
+        (Err(InventoryError::UnknownEvent), Some(request)) => {
+            crate::load_event(state, request.event).await.map_err(|e| ApiError::internal(e.to_string()))?;
+            state.inventory.hold(request).await
+        }
+        (other, _) => other,
+    };
+    match held {
         Ok(view) => {
             metrics::counter!("boxoffice_holds_total", "result" => "held").increment(1);
             entry.holds_made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

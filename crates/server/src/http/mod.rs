@@ -3,6 +3,8 @@
 //! the framework's own rejections) and serves the OpenAPI document built from the same
 //! routes.
 
+pub mod admin_stream;
+pub mod audit;
 pub mod auth;
 pub mod availability;
 pub mod dto;
@@ -20,6 +22,7 @@ pub mod search;
 pub mod stats;
 pub mod tickets;
 pub mod web;
+pub mod webhook;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -65,10 +68,13 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(availability::router())
         .merge(live::router())
         .merge(stats::router())
+        .merge(admin_stream::router())
+        .merge(audit::router())
         .merge(holds::router())
         .merge(orders::router())
         .merge(queue::router())
         .merge(tickets::router())
+        .merge(webhook::router())
         .split_for_parts()
 }
 

@@ -160,12 +160,18 @@ async fn refund_order(
         // Its own task, like checkout: a disconnect must not cut a refund in half.
         let task_state = state.clone();
         let task_caller = caller.clone();
-        let outcome =
-            tokio::spawn(
-                async move { crate::refunds::refund(&task_state, &task_caller, &id, tickets).await },
+        let outcome = tokio::spawn(async move {
+            crate::refunds::refund(
+                &task_state,
+                &task_caller,
+                &id,
+                tickets,
+                boxoffice_engine::ReleaseReason::Refund,
             )
             .await
-            .map_err(|e| ApiError::internal(format!("refund task failed: {e}")))??;
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("refund task failed: {e}")))??;
         let dto = RefundDto::new(&outcome.order, outcome.refund.as_ref());
         Ok((StatusCode::OK, serde_json::to_vec(&dto).expect("refunds serialize")))
     })

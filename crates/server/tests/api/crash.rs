@@ -22,18 +22,18 @@ use serde_json::{Value, json};
 
 use crate::helpers::{bit, send};
 
-const LISTENING: &str = "boxoffice listening on http://";
+pub(crate) const LISTENING: &str = "boxoffice listening on http://";
 
 /// A `boxoffice serve` child process; killed (SIGKILL) when dropped, so that a failing
 /// test leaves no server behind.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    client: reqwest::Client,
-    logs: Arc<Mutex<String>>,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) addr: SocketAddr,
+    pub(crate) client: reqwest::Client,
+    pub(crate) logs: Arc<Mutex<String>>,
 }
 
-fn command(data_dir: &Path, extra: &[&str]) -> Command {
+pub(crate) fn command(data_dir: &Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_boxoffice"));
     cmd.arg("serve")
         .args(["--addr", "127.0.0.1:0", "--data-dir"])
@@ -52,7 +52,7 @@ fn command(data_dir: &Path, extra: &[&str]) -> Command {
 }
 
 /// Copies a child's output into `logs` until it closes; `on_line` sees each line.
-fn drain(
+pub(crate) fn drain(
     out: impl Read + Send + 'static,
     logs: Arc<Mutex<String>>,
     mut on_line: impl FnMut(&str) + Send + 'static,
@@ -69,7 +69,7 @@ fn drain(
 }
 
 /// Waits for a child to exit, up to `limit`; `None` if it is still running.
-async fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+pub(crate) async fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
@@ -84,7 +84,7 @@ async fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
 
 impl Server {
     /// Starts a server on `data_dir` and waits until it is ready.
-    async fn start(data_dir: &Path, extra: &[&str]) -> Server {
+    pub(crate) async fn start(data_dir: &Path, extra: &[&str]) -> Server {
         let mut child = command(data_dir, extra).spawn().expect("boxoffice starts");
         let logs = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = tokio::sync::oneshot::channel::<SocketAddr>();
@@ -111,7 +111,7 @@ impl Server {
         server
     }
 
-    async fn wait_ready(&self) {
+    pub(crate) async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(r) = self.client.get(self.url("/readyz")).send().await
@@ -124,16 +124,16 @@ impl Server {
         panic!("boxoffice did not become ready; output:\n{}", self.logs());
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
 
     /// SIGKILL: no shutdown code runs.
-    fn kill9(mut self) {
+    pub(crate) fn kill9(mut self) {
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("reaped");
     }
@@ -153,7 +153,7 @@ impl Server {
         (status, self.logs())
     }
 
-    async fn token(&self, user: &str, role: &str) -> String {
+    pub(crate) async fn token(&self, user: &str, role: &str) -> String {
         let (status, body) = send(
             self.client
                 .post(self.url("/v1/auth/token"))
@@ -164,11 +164,11 @@ impl Server {
         body["token"].as_str().expect("token").to_owned()
     }
 
-    async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+    pub(crate) async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
         send(self.client.get(self.url(path)).bearer_auth(token)).await
     }
 
-    async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+    pub(crate) async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
         send(self.client.post(self.url(path)).bearer_auth(token).json(&body)).await
     }
 
@@ -176,14 +176,20 @@ impl Server {
         send(self.client.delete(self.url(path)).bearer_auth(token)).await
     }
 
-    async fn hold(&self, token: &str, event: &str, seats: &[&str]) -> Value {
+    pub(crate) async fn hold(&self, token: &str, event: &str, seats: &[&str]) -> Value {
         let (status, hold) =
             self.post(&format!("/v1/events/{event}/holds"), token, json!({"seats": seats})).await;
         assert_eq!(status, StatusCode::CREATED, "hold {seats:?}: {hold}");
         hold
     }
 
-    async fn checkout(&self, token: &str, hold: &Value, card: &str, key: &str) -> (StatusCode, Value) {
+    pub(crate) async fn checkout(
+        &self,
+        token: &str,
+        hold: &Value,
+        card: &str,
+        key: &str,
+    ) -> (StatusCode, Value) {
         let hold_id = hold["hold_id"].as_str().expect("hold id");
         send(
             self.client
@@ -196,7 +202,7 @@ impl Server {
     }
 
     /// Venue with one section A of `rows` x `per_row` seats, and an event on sale now.
-    async fn on_sale_event(&self, admin: &str, rows: u32, per_row: u32) -> String {
+    pub(crate) async fn on_sale_event(&self, admin: &str, rows: u32, per_row: u32) -> String {
         let (status, venue) = self
             .post(
                 "/v1/venues",
@@ -224,7 +230,7 @@ impl Server {
     }
 
     /// The event's unavailable seats, by label, from the public bitmap.
-    async fn unavailable(&self, event: &str) -> BTreeSet<String> {
+    pub(crate) async fn unavailable(&self, event: &str) -> BTreeSet<String> {
         let r = self.client.get(self.url(&format!("/v1/events/{event}/availability"))).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         let bitmap = r.bytes().await.unwrap();
@@ -247,7 +253,7 @@ impl Drop for Server {
     }
 }
 
-fn labels(v: &Value) -> BTreeSet<String> {
+pub(crate) fn labels(v: &Value) -> BTreeSet<String> {
     v["seats"].as_array().expect("seats").iter().map(|s| s["label"].as_str().unwrap().to_owned()).collect()
 }
 

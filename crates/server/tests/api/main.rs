@@ -1,12 +1,16 @@
 //! HTTP API tests: each test starts the app on port 0 with a fresh data dir and talks to
 //! it over real HTTP. One test binary; modules by resource.
 
+mod audit;
 mod availability;
+mod cancellation;
 mod catalog;
 mod checkout;
 mod contention;
 mod crash;
+mod distributed;
 mod errors;
+mod faults;
 mod helpers;
 mod holds;
 mod live;
@@ -14,5 +18,6 @@ mod payments;
 mod queue;
 mod search;
 mod stats;
+mod stripe;
 mod tickets;
 mod web;

@@ -162,17 +162,18 @@ async fn patch_changes_only_the_fields_it_names_and_the_event_shows_them() {
     let starts = time_from_now(chrono::Duration::days(60));
     let (status, moved) =
         app.patch_event(Some(&admin), &event, json!({"starts_at": starts, "status": "cancelled"})).await;
-    assert_eq!(status, StatusCode::OK, "{moved}");
+    assert_eq!(status, StatusCode::ACCEPTED, "cancelling starts the refund job: {moved}");
     assert_eq!(moved["status"], "cancelled");
     assert_ne!(moved["starts_at"], before["starts_at"]);
     assert_eq!(moved["queue"], after["queue"], "queue settings kept");
     let (status, body) = app.hold(&fan, &event, &["A-1-1"]).await;
     assert_error(status, &body, 409, "NOT_ON_SALE");
-    let (_, back) = app
+    // Cancelled is final: its orders are being refunded.
+    let (status, body) = app
         .patch_event(Some(&admin), &event, json!({"status": "published", "queue": {"enabled": false}}))
         .await;
-    assert_eq!(back["status"], "published");
-    assert_eq!(app.hold(&fan, &event, &["A-1-1"]).await.0, StatusCode::CREATED, "on sale again, no queue");
+    assert_error(status, &body, 409, "EVENT_CANCELLED");
+    assert_eq!(app.hold(&fan, &event, &["A-1-1"]).await.0, StatusCode::CONFLICT, "still not on sale");
 }
 
 #[tokio::test]

@@ -1,0 +1,201 @@
+//! Distributed mode: several nodes (each its own process state and data dir) sharing one
+//! PostgreSQL database and one Redis key prefix, fresh per test. What one node does, every
+//! node sees: events, holds, orders, tokens and ticket signatures.
+
+use std::collections::BTreeMap;
+
+use boxoffice_core::EventId;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+use crate::helpers::{TestApp, bit, spawn_with};
+
+fn postgres_server() -> String {
+    std::env::var("BOXOFFICE_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+fn redis_url() -> String {
+    std::env::var("BOXOFFICE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A database and a Redis key prefix of one test, both removed when dropped.
+struct Backends {
+    database: String,
+    prefix: String,
+}
+
+impl Backends {
+    async fn fresh() -> Backends {
+        let id: u64 = rand::random();
+        let database = format!("bo_t_{id:016x}");
+        let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", postgres_server()))
+            .await
+            .unwrap_or_else(|e| panic!("these tests need PostgreSQL at {}: {e}", postgres_server()));
+        sqlx::query(&format!("CREATE DATABASE {database}")).execute(&mut admin).await.unwrap();
+        admin.close().await.unwrap();
+        Backends { database, prefix: format!("bo-test-{id:016x}:") }
+    }
+
+    async fn node(&self, audit_writer: bool) -> TestApp {
+        let url = format!("{}/{}", postgres_server(), self.database);
+        let prefix = self.prefix.clone();
+        spawn_with(move |c| {
+            c.database_url = Some(url);
+            c.database_pool_size = 4;
+            c.redis_url = Some(redis_url());
+            c.redis_key_prefix = prefix;
+            c.audit_writer = audit_writer;
+        })
+        .await
+    }
+}
+
+impl Drop for Backends {
+    fn drop(&mut self) {
+        let (database, prefix) = (self.database.clone(), self.prefix.clone());
+        // Its own thread and runtime: this may run during a panic.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                if let Ok(mut admin) =
+                    sqlx::PgConnection::connect(&format!("{}/postgres", postgres_server())).await
+                {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .await;
+                }
+                if let Ok(client) = redis::Client::open(redis_url())
+                    && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                {
+                    let keys: Vec<String> = redis::cmd("KEYS")
+                        .arg(format!("{prefix}*"))
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap_or_default();
+                    if !keys.is_empty() {
+                        let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+                    }
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Waits until `node` can hold on `event` (it learns of events made elsewhere from the
+/// catalog's change feed).
+async fn wait_until_known(node: &TestApp, token: &str, event: &str) {
+    for _ in 0..100 {
+        let (status, _) =
+            node.get(&format!("/v1/events/{event}/availability?format=json"), Some(token)).await;
+        if status == StatusCode::OK {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("node never learned of {event}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_share_events_holds_orders_tokens_and_ticket_keys() {
+    let backends = Backends::fresh().await;
+    let a = backends.node(true).await;
+    let b = backends.node(false).await;
+    // A token minted by one node is accepted by the other.
+    let admin = a.admin().await;
+    let alice = a.fan("alice").await;
+    let event = a.on_sale_event(&admin, &[("A", 1, 10, "premium")]).await;
+    wait_until_known(&b, &alice, &event).await;
+
+    // A hold made on A is seen, and bought, on B.
+    let hold = a.hold_ok(&alice, &event, &["A-1-1", "A-1-2"]).await;
+    let (status, read) = b.get(&format!("/v1/holds/{hold}"), Some(&alice)).await;
+    assert_eq!((status, read["status"].as_str()), (StatusCode::OK, Some("held")), "{read}");
+    let (status, body) = b.hold(&alice, &event, &["A-1-2"]).await;
+    assert_eq!(status, StatusCode::CONFLICT, "B refuses a seat held through A: {body}");
+    let (status, order) = b.checkout(&alice, &hold, "tok_visa", "k-1").await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    for node in [&a, &b] {
+        let (bitmap, _) = node.bitmap(&event).await;
+        assert!(!bit(&bitmap, 0) && !bit(&bitmap, 1) && bit(&bitmap, 2));
+        let (status, read) =
+            node.get(&format!("/v1/orders/{}", order["order_id"].as_str().unwrap()), Some(&alice)).await;
+        assert_eq!((status, read["status"].as_str()), (StatusCode::OK, Some("confirmed")));
+    }
+    // A ticket signed on B verifies on A.
+    let ticket = order["tickets"][0]["ticket_id"].as_str().unwrap();
+    let (_, read) = b.get(&format!("/v1/tickets/{ticket}"), Some(&alice)).await;
+    let staff = a.token("door", "staff").await;
+    let (status, verdict) =
+        a.post("/v1/tickets/verify", Some(&staff), json!({"qr_payload": read["qr_payload"]})).await;
+    assert_eq!((status, verdict["result"].as_str()), (StatusCode::OK, Some("valid")), "{verdict}");
+    // SOLD in Redis equals the valid tickets in PostgreSQL, seen from either node.
+    for node in [&a, &b] {
+        assert_eq!(boxoffice_server::workers::anti_entropy(&node.state).await.unwrap(), Default::default());
+    }
+    // The audit history (written by A) replays to the shared state.
+    let (status, report) = a.get(&format!("/v1/events/{event}/audit/verify"), Some(&admin)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(report["mismatches"], json!([]), "{report}");
+    assert_eq!(report["sold"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_holds_on_three_nodes_have_one_winner_per_seat() {
+    let backends = Backends::fresh().await;
+    let nodes = [backends.node(true).await, backends.node(false).await, backends.node(false).await];
+    let admin = nodes[0].admin().await;
+    let event = nodes[0].on_sale_event(&admin, &[("A", 1, 20, "premium")]).await;
+    let mut tokens = Vec::new();
+    for i in 0..100 {
+        tokens.push(nodes[i % 3].fan(&format!("fan{i}")).await);
+    }
+    for node in &nodes[1..] {
+        wait_until_known(node, &tokens[0], &event).await;
+    }
+    // 600 holds of one seat each from 100 users over 20 seats, spread over the nodes.
+    let mut attempts = Vec::new();
+    for i in 0..600usize {
+        let node = &nodes[i % 3];
+        let token = tokens[i % 100].clone();
+        let seat = format!("A-1-{}", i % 20 + 1);
+        let client = node.client.clone();
+        let url = node.url(&format!("/v1/events/{event}/holds"));
+        attempts.push(tokio::spawn(async move {
+            let response = client
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"seats": [seat.clone()]}))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let body: Value = response.json().await.unwrap();
+            (seat, status, body)
+        }));
+    }
+    let mut winners: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for attempt in attempts {
+        let (seat, status, body) = attempt.await.unwrap();
+        match status {
+            StatusCode::CREATED => {
+                winners.entry(seat).or_default().push(body["hold_id"].as_str().unwrap().to_owned())
+            }
+            StatusCode::CONFLICT => assert_eq!(body["error"]["code"], "SEATS_UNAVAILABLE", "{body}"),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(winners.len(), 20, "every seat was won: {winners:?}");
+    assert!(winners.values().all(|w| w.len() == 1), "one winner per seat: {winners:?}");
+    // Every node serves the same map.
+    let mut maps = Vec::new();
+    for node in &nodes {
+        maps.push(node.bitmap(&event).await);
+    }
+    assert!(maps.iter().all(|m| m == &maps[0]));
+    assert!((0..20).all(|i| !bit(&maps[0].0, i)));
+    let id = EventId::parse(&event).unwrap();
+    let counts = nodes[2].state.inventory.seat_counts(id).await.unwrap();
+    assert_eq!((counts.held, counts.available), (20, 0));
+}
