@@ -78,6 +78,11 @@ pub enum InventoryError {
     NotPinned,
     #[error("the hold journal failed: {0}")]
     Journal(String),
+    /// The distributed inventory lost the event's state (Redis restarted empty, or failed
+    /// over to a replica that lacked it): nothing is answered from what is left until the
+    /// event is rebuilt from the order store (see [`Inventory::begin_rebuild`]).
+    #[error("the inventory lost this event's state; it is being rebuilt")]
+    EventLost,
 }
 
 pub type Result<T, E = InventoryError> = std::result::Result<T, E>;
@@ -85,6 +90,10 @@ pub type Result<T, E = InventoryError> = std::result::Result<T, E>;
 /// The availability of an event at one version, in wire form.
 #[derive(Debug, Clone)]
 pub struct Availability {
+    /// The generation of the event's history: versions are comparable only within one
+    /// epoch (a new one starts when the event's state is rebuilt, or the embedded
+    /// inventory restarts).
+    pub epoch: u64,
     pub version: u64,
     pub available_count: u32,
     /// `ceil(seats/8)` bytes, bit `i` = seat `i` available (see `boxoffice_core::bitmap`).
@@ -206,6 +215,42 @@ pub struct StalePin {
     pub attempt: String,
 }
 
+/// A checkout in flight when the inventory lost its event: its hold comes back pinned
+/// (CONFIRMING) so that the checkout, or the reconciler after the deadline, settles it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoredPin {
+    pub hold: HoldId,
+    pub user: UserId,
+    pub seats: Vec<u32>,
+    pub attempt: String,
+    pub deadline_ms: UnixMs,
+}
+
+/// What the order store knows of an event: the state it is rebuilt with.
+#[derive(Debug, Clone, Default)]
+pub struct EventTruth {
+    /// The new epoch (kept in the order store, larger than every earlier one).
+    pub epoch: u64,
+    /// The rebuilt history continues after this version (what its readers have seen).
+    pub version: u64,
+    /// SOLD: the seats of valid tickets.
+    pub sold: Vec<SoldSeat>,
+    /// CONFIRMING: the holds of open payment attempts without an order.
+    pub pins: Vec<RestoredPin>,
+}
+
+/// The answer of [`Inventory::begin_rebuild`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RebuildLock {
+    /// The event's state is there (nothing to rebuild); this node now serves it.
+    Present { epoch: u64 },
+    /// The state is absent and this caller holds the event's rebuild lock until
+    /// [`Inventory::finish_rebuild`] or the lease ends.
+    Acquired(String),
+    /// Another node holds the lock: retry shortly.
+    Busy,
+}
+
 #[async_trait]
 pub trait Inventory: Send + Sync + 'static {
     /// Makes an event known, with its sold seats from the order store. Idempotent: an
@@ -266,6 +311,34 @@ pub trait Inventory: Send + Sync + 'static {
 
     /// Makes everything accepted so far durable.
     async fn flush(&self) -> Result<()>;
+
+    /// Checks that the inventory's backend answers (`/readyz`). An in-process inventory
+    /// always does.
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// The first step of making an event known from the order store's truth (its first
+    /// initialization, or its rebuild after a loss): an event whose state is present is
+    /// served as it is; an absent one is locked for this caller for `lease_ms`, so that
+    /// one caller rebuilds it while the others wait.
+    async fn begin_rebuild(&self, event: EventId, map: Arc<SeatMap>, lease_ms: u64) -> Result<RebuildLock>;
+
+    /// Initializes the event locked by `begin_rebuild` from `truth`, unless its state
+    /// appeared meanwhile, and releases the lock. Returns whether it initialized it.
+    async fn finish_rebuild(
+        &self,
+        event: EventId,
+        map: Arc<SeatMap>,
+        lock: &str,
+        truth: EventTruth,
+    ) -> Result<bool>;
+
+    /// Events this node found lost (their operations answered [`InventoryError::EventLost`])
+    /// and not yet rebuilt. The embedded inventory never loses an event.
+    fn lost_events(&self) -> Vec<EventId> {
+        Vec::new()
+    }
 }
 
 /// The engine's clock, injectable so that tests control time.

@@ -16,8 +16,9 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::journal::{EndReason, Journal, JournaledHold, Record, SyncMode, Ticket};
 use crate::{
-    Availability, ChangeKind, ChangeRecord, Clock, Feed, History, HoldRequest, Inventory, InventoryError,
-    ReleaseReason, Result, SeatChanges, SeatCounts, Selection, SoldSeat, StalePin, SystemClock,
+    Availability, ChangeKind, ChangeRecord, Clock, EventTruth, Feed, History, HoldRequest, Inventory,
+    InventoryError, RebuildLock, ReleaseReason, Result, SeatChanges, SeatCounts, Selection, SoldSeat,
+    StalePin, SystemClock,
 };
 
 /// Settings of the embedded inventory.
@@ -121,6 +122,8 @@ struct ShardState {
     history_capacity: usize,
     /// The time of the current operation (set when it starts).
     now_ms: UnixMs,
+    /// The inventory's epoch (see [`MemoryInventory`]'s).
+    epoch: u64,
 }
 
 struct Shard {
@@ -136,6 +139,9 @@ pub struct MemoryInventory {
     recovered: Mutex<HashMap<EventId, Vec<JournaledHold>>>,
     clock: Arc<dyn Clock>,
     config: MemoryConfig,
+    /// When this inventory was opened: versions restart with the process, so this is the
+    /// epoch of every event's history here.
+    epoch: u64,
 }
 
 impl MemoryInventory {
@@ -158,6 +164,7 @@ impl MemoryInventory {
             shards: RwLock::new(HashMap::new()),
             journal,
             recovered: Mutex::new(recovered),
+            epoch: clock.now_ms(),
             clock,
             config,
         })
@@ -352,6 +359,7 @@ impl ShardState {
             history_floor: 0,
             history_capacity: config.history_records,
             now_ms: 0,
+            epoch: 0,
         }
     }
 
@@ -482,6 +490,7 @@ impl ShardState {
             Some(cached) if cached.version == self.version => cached.clone(),
             _ => {
                 let fresh = Availability {
+                    epoch: self.epoch,
                     version: self.version,
                     available_count: self.bitmap.count_available() as u32,
                     bitmap: Bytes::from(self.bitmap.to_bytes()),
@@ -616,8 +625,9 @@ impl Inventory for MemoryInventory {
             if self.shards.read().contains_key(&event) {
                 return Ok(());
             }
-            let shard =
-                Arc::new(Shard { event, state: Mutex::new(ShardState::new(event, &map, &self.config)), map });
+            let mut fresh = ShardState::new(event, &map, &self.config);
+            fresh.epoch = self.epoch;
+            let shard = Arc::new(Shard { event, state: Mutex::new(fresh), map });
             let now = self.clock.now_ms();
             let recovered = recovered_by_event.remove(&event).unwrap_or_default();
             let last_seq = {
@@ -1007,6 +1017,56 @@ impl Inventory for MemoryInventory {
         };
         self.durable(ticket).await?;
         Ok(history)
+    }
+
+    /// The process owns its events: one is absent only until it is first loaded.
+    async fn begin_rebuild(&self, event: EventId, _map: Arc<SeatMap>, _lease_ms: u64) -> Result<RebuildLock> {
+        Ok(match self.shard(event) {
+            Ok(_) => RebuildLock::Present { epoch: self.epoch },
+            Err(_) => RebuildLock::Acquired(String::new()),
+        })
+    }
+
+    /// Loads the event with its sold seats and restores the pins (not journaled: pins
+    /// never are; the order store settles their attempts after a restart). The epoch
+    /// stays the process's.
+    async fn finish_rebuild(
+        &self,
+        event: EventId,
+        map: Arc<SeatMap>,
+        _lock: &str,
+        truth: EventTruth,
+    ) -> Result<bool> {
+        if self.shard(event).is_ok() {
+            return Ok(false);
+        }
+        self.load_event(event, map, truth.sold).await?;
+        let shard = self.shard(event)?;
+        let mut st = shard.state.lock();
+        for pin in truth.pins {
+            let free = !pin.seats.is_empty()
+                && pin.seats.iter().all(|&s| st.seats.get(s as usize) == Some(&SeatState::Available));
+            if !free || pin.hold.event != event || st.holds.contains_key(&pin.hold.nonce) {
+                tracing::warn!(%event, hold = %pin.hold, "a pin to restore conflicts with the order store; skipped");
+                continue;
+            }
+            let created_ms = self.clock.now_ms();
+            let hold = LiveHold {
+                user: pin.user,
+                seats: pin.seats,
+                created_ms,
+                expires_ms: pin.deadline_ms,
+                pin: None,
+                ended: None,
+            };
+            st.install(pin.hold.nonce, hold, true);
+            st.expiry.remove(&(pin.deadline_ms, pin.hold.nonce));
+            if let Some(hold) = st.live_mut(pin.hold.nonce) {
+                hold.pin = Some(Pin { attempt: pin.attempt, deadline_ms: pin.deadline_ms });
+            }
+        }
+        debug_assert_eq!(st.check(&shard.map), Ok(()));
+        Ok(true)
     }
 
     async fn flush(&self) -> Result<()> {

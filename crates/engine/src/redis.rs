@@ -16,8 +16,16 @@
 //! change stream together, so they never disagree. Best available is picked on the node
 //! from the event's bitmap and held with the same script as named seats, retrying with a
 //! fresh pick when another node took a seat first. The seat map is node-local.
+//!
+//! Redis may lose an event (a restart without persistence, a failover to a replica that
+//! lacked it). Every script first checks that the event's `meta` is there and otherwise
+//! changes nothing and answers `UNKNOWN_EVENT`, which a node that had loaded the event
+//! reports as [`InventoryError::EventLost`] (never an empty map, never partial state).
+//! The event is then rebuilt from the order store once, under its `rebuild` lock key
+//! (`SET NX PX`, in the event's hash tag), with a new epoch: see
+//! [`Inventory::begin_rebuild`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use ::redis::aio::ConnectionManager;
@@ -25,11 +33,12 @@ use ::redis::{Script, Value};
 use async_trait::async_trait;
 use boxoffice_core::{Bitmap, EventId, HoldId, HoldStatus, HoldView, SeatMap, UnixMs, UserId};
 use bytes::Bytes;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::{
-    Availability, ChangeKind, ChangeRecord, Clock, Feed, History, HoldRequest, Inventory, InventoryError,
-    ReleaseReason, Result, SeatChanges, SeatCounts, Selection, SoldSeat, StalePin,
+    Availability, ChangeKind, ChangeRecord, Clock, EventTruth, Feed, History, HoldRequest, Inventory,
+    InventoryError, RebuildLock, ReleaseReason, Result, SeatChanges, SeatCounts, Selection, SoldSeat,
+    StalePin,
 };
 
 /// Settings of the Redis inventory.
@@ -113,6 +122,8 @@ struct Scripts {
     mark_sold: Script,
     sold_seats: Script,
     snapshot: Script,
+    rebuild_lock: Script,
+    rebuild: Script,
 }
 
 impl Scripts {
@@ -134,6 +145,8 @@ impl Scripts {
             mark_sold: script!("mark_sold"),
             sold_seats: script!("sold_seats"),
             snapshot: script!("snapshot"),
+            rebuild_lock: script!("rebuild_lock"),
+            rebuild: script!("rebuild"),
         }
     }
 }
@@ -146,6 +159,8 @@ pub struct RedisInventory {
     scripts: Scripts,
     /// Seat maps of the events this node has loaded (for best available and the sweep).
     maps: RwLock<HashMap<EventId, Arc<SeatMap>>>,
+    /// Events loaded here whose state Redis lost, until they are rebuilt.
+    lost: Mutex<HashSet<EventId>>,
 }
 
 /// What `read.lua` answers.
@@ -156,6 +171,7 @@ struct ReadState {
     sold: u32,
     bitmap: Vec<u8>,
     user_seats: u32,
+    epoch: u64,
 }
 
 impl RedisInventory {
@@ -163,7 +179,13 @@ impl RedisInventory {
     pub async fn connect(config: RedisConfig) -> ::redis::RedisResult<Self> {
         let client = ::redis::Client::open(config.url.as_str())?;
         let conn = ConnectionManager::new(client).await?;
-        Ok(RedisInventory { conn, config, scripts: Scripts::new(), maps: RwLock::new(HashMap::new()) })
+        Ok(RedisInventory {
+            conn,
+            config,
+            scripts: Scripts::new(),
+            maps: RwLock::new(HashMap::new()),
+            lost: Mutex::new(HashSet::new()),
+        })
     }
 
     /// The event's epoch in Redis: when its keys were initialized (ms).
@@ -194,6 +216,11 @@ impl RedisInventory {
         KEY_NAMES.map(|name| format!("{}{{ev:{}}}:{name}", self.config.key_prefix, event.0))
     }
 
+    /// The event's rebuild lock (same hash tag as its other keys).
+    fn lock_key(&self, event: EventId) -> String {
+        format!("{}{{ev:{}}}:rebuild", self.config.key_prefix, event.0)
+    }
+
     /// Runs one script on the event's keys with the common arguments, then `args`.
     async fn call(&self, script: &Script, event: EventId, args: &[String]) -> Result<Value> {
         let mut invocation = script.prepare_invoke();
@@ -206,7 +233,47 @@ impl RedisInventory {
             invocation.arg(arg.as_str());
         }
         let mut conn = self.conn.clone();
+        let reply = invocation.invoke_async(&mut conn).await.map_err(backend)?;
+        self.check_lost(event, &reply)?;
+        Ok(reply)
+    }
+
+    /// Runs a rebuild script: the event's keys, then its rebuild lock, the common
+    /// arguments and `args` (binary safe).
+    async fn call_locked<A: ::redis::ToRedisArgs>(
+        &self,
+        script: &Script,
+        event: EventId,
+        args: &[A],
+    ) -> Result<Value> {
+        let mut invocation = script.prepare_invoke();
+        for key in self.keys(event) {
+            invocation.key(key);
+        }
+        invocation.key(self.lock_key(event));
+        let now = self.config.clock.as_ref().map(|c| c.now_ms().to_string()).unwrap_or_default();
+        invocation.arg(now).arg(self.config.change_stream_len).arg(self.config.ended_hold_keep_ms);
+        for arg in args {
+            invocation.arg(arg);
+        }
+        let mut conn = self.conn.clone();
         invocation.invoke_async(&mut conn).await.map_err(backend)
+    }
+
+    /// An event this node loaded that Redis no longer has was lost, not never made.
+    fn check_lost(&self, event: EventId, reply: &Value) -> Result<()> {
+        let Value::Array(items) = reply else { return Ok(()) };
+        let unknown = items.len() >= 2
+            && text(&items[0]).is_ok_and(|t| t == "e")
+            && text(&items[1]).is_ok_and(|t| t == "UNKNOWN_EVENT");
+        if unknown && self.maps.read().contains_key(&event) {
+            if self.lost.lock().insert(event) {
+                tracing::error!(%event, "redis lost the event's state; it must be rebuilt from the order store");
+                metrics::counter!("boxoffice_inventory_events_lost_total").increment(1);
+            }
+            return Err(InventoryError::EventLost);
+        }
+        Ok(())
     }
 
     async fn hold_op(&self, script: &Script, id: HoldId, args: &[String]) -> Result<HoldView> {
@@ -228,6 +295,7 @@ impl RedisInventory {
             sold: int_at(items, 4)? as u32,
             bitmap: bytes_at(items, 5)?,
             user_seats: int_at(items, 6)? as u32,
+            epoch: int_at(items, 7)?,
         })
     }
 
@@ -356,6 +424,7 @@ impl Inventory for RedisInventory {
     async fn availability(&self, event: EventId) -> Result<Availability> {
         let state = self.read(event, true, None).await?;
         Ok(Availability {
+            epoch: state.epoch,
             version: state.version,
             available_count: state.seats - state.held - state.sold,
             bitmap: Bytes::from(state.bitmap),
@@ -369,6 +438,7 @@ impl Inventory for RedisInventory {
         let (seats, held, sold) =
             (int_at(items, 2)? as u32, int_at(items, 3)? as u32, int_at(items, 4)? as u32);
         let availability = Availability {
+            epoch: int_at(items, 8)?,
             version,
             available_count: seats - held - sold,
             bitmap: Bytes::from(bytes_at(items, 5)?),
@@ -403,9 +473,8 @@ impl Inventory for RedisInventory {
                 int_at(items, 1)
             }) {
                 Ok(n) => total += n as u32,
-                Err(InventoryError::UnknownEvent) => {
-                    tracing::warn!(%event, "event loaded on this node is missing in redis");
-                }
+                // Reported once when found; rebuilt by the server.
+                Err(InventoryError::EventLost) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -418,10 +487,13 @@ impl Inventory for RedisInventory {
     async fn stale_pins(&self) -> Result<Vec<StalePin>> {
         let mut stale = Vec::new();
         for event in self.loaded_events() {
-            let reply = self.call(&self.scripts.stale_pins, event, &[]).await?;
+            let reply = match self.call(&self.scripts.stale_pins, event, &[]).await {
+                Err(InventoryError::EventLost) => continue,
+                other => other?,
+            };
             let items = match ok(&reply, false) {
                 Ok(items) => items,
-                Err(InventoryError::UnknownEvent) => continue,
+                Err(InventoryError::UnknownEvent | InventoryError::EventLost) => continue,
                 Err(e) => return Err(e),
             };
             for pair in items[1..].chunks(2) {
@@ -468,6 +540,94 @@ impl Inventory for RedisInventory {
 
     /// Redis answers a script after applying it: nothing is pending on the node.
     async fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn begin_rebuild(&self, event: EventId, map: Arc<SeatMap>, lease_ms: u64) -> Result<RebuildLock> {
+        let token = format!("{:032x}", rand::random::<u128>());
+        let reply = self
+            .call_locked(&self.scripts.rebuild_lock, event, &[token.clone(), lease_ms.to_string()])
+            .await?;
+        let items = ok(&reply, false)?;
+        match text(at(items, 1)?)?.as_str() {
+            "present" => {
+                let seats = int_at(items, 2)?;
+                if seats != map.len() as u64 {
+                    tracing::error!(%event, redis = seats, node = map.len(), "the event in redis has another seat count");
+                    return Err(InventoryError::Journal(format!(
+                        "redis: event {event} has {seats} seats there, {} here",
+                        map.len()
+                    )));
+                }
+                self.maps.write().entry(event).or_insert(map);
+                self.lost.lock().remove(&event);
+                Ok(RebuildLock::Present { epoch: int_at(items, 3)? })
+            }
+            "locked" => Ok(RebuildLock::Acquired(token)),
+            _ => Ok(RebuildLock::Busy),
+        }
+    }
+
+    async fn finish_rebuild(
+        &self,
+        event: EventId,
+        map: Arc<SeatMap>,
+        lock: &str,
+        truth: EventTruth,
+    ) -> Result<bool> {
+        let mut bitmap = Bitmap::all_available(map.len());
+        let mut sold = Vec::with_capacity(2 * truth.sold.len());
+        for seat in truth.sold {
+            if seat.seat_index as usize >= map.len() || !bitmap.is_available(seat.seat_index) {
+                tracing::error!(%event, seat = seat.seat_index, "order store lists a seat twice or out of range");
+                continue;
+            }
+            bitmap.set_available(seat.seat_index, false);
+            sold.push(seat.seat_index.to_string());
+            sold.push(seat.user.to_string());
+        }
+        let mut args: Vec<Vec<u8>> = vec![
+            lock.as_bytes().to_vec(),
+            map.len().to_string().into_bytes(),
+            bitmap.to_bytes(),
+            truth.epoch.to_string().into_bytes(),
+            truth.version.to_string().into_bytes(),
+            (sold.len() / 2).to_string().into_bytes(),
+        ];
+        args.extend(sold.into_iter().map(String::into_bytes));
+        let pins = truth.pins.len();
+        for pin in truth.pins.into_iter().filter(|p| p.hold.event == event) {
+            let seats: Vec<String> = pin.seats.iter().map(u32::to_string).collect();
+            args.push(nonce_hex(pin.hold.nonce).into_bytes());
+            args.push(pin.user.to_string().into_bytes());
+            args.push(pin.attempt.into_bytes());
+            args.push(pin.deadline_ms.to_string().into_bytes());
+            args.push(seats.join(",").into_bytes());
+        }
+        let reply = self.call_locked(&self.scripts.rebuild, event, &args).await?;
+        let items = ok(&reply, false).map_err(|e| match e {
+            InventoryError::Journal(m) if m.contains("REBUILD_LOCK_LOST") => InventoryError::Journal(
+                format!("redis: the rebuild lock of {event} expired before the rebuild"),
+            ),
+            other => other,
+        })?;
+        let initialized = int_at(items, 1)? == 1;
+        if initialized {
+            let (restored, skipped) = (int_at(items, 2)?, int_at(items, 3)?);
+            tracing::warn!(%event, epoch = truth.epoch, pins, restored, skipped, "event rebuilt in redis from the order store");
+        }
+        self.maps.write().insert(event, map);
+        self.lost.lock().remove(&event);
+        Ok(initialized)
+    }
+
+    fn lost_events(&self) -> Vec<EventId> {
+        self.lost.lock().iter().copied().collect()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let _: String = ::redis::cmd("PING").query_async(&mut conn).await.map_err(backend)?;
         Ok(())
     }
 }

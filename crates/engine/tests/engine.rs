@@ -15,8 +15,9 @@ use boxoffice_core::{Bitmap, EventId, HoldId, HoldStatus, HoldView, SeatMap, Sec
 use boxoffice_engine::journal::SyncMode;
 use boxoffice_engine::memory::MemoryConfig;
 use boxoffice_engine::{
-    ChangeKind, Clock, HoldRequest, Inventory, InventoryError, ManualClock, MemoryInventory, RedisConfig,
-    RedisInventory, ReleaseReason, SeatCounts, Selection, SoldSeat, SystemClock,
+    ChangeKind, Clock, EventTruth, HoldRequest, Inventory, InventoryError, ManualClock, MemoryInventory,
+    RebuildLock, RedisConfig, RedisInventory, ReleaseReason, RestoredPin, SeatCounts, Selection, SoldSeat,
+    SystemClock,
 };
 
 const EVENT: EventId = EventId(7);
@@ -1976,6 +1977,109 @@ async fn redis_time_comes_from_the_server_without_an_injected_clock() {
     tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     assert_eq!(inv.expire_due().await.unwrap(), 1);
     assert_eq!(inv.hold_view(h.id).await.unwrap().status, HoldStatus::Expired);
+}
+
+#[tokio::test]
+async fn redis_lost_event_answers_event_lost_until_one_node_rebuilds_it_with_sales_and_pins() {
+    let keys = RedisKeyspace::new();
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(START_MS));
+    let a = Engine::redis_node(&keys, Some(clock.clone()), RING).await;
+    let b = Engine::redis_node(&keys, Some(clock.clone()), RING).await;
+    let map = small_map();
+    for node in [&a, &b] {
+        node.load_event(EVENT, map.clone(), vec![SoldSeat { seat_index: 0, user: user("ann") }])
+            .await
+            .unwrap();
+    }
+    let lost_hold = a.hold(seats("ann", &[1, 2])).await.unwrap();
+    let pinned = a.hold(seats("bob", &[3])).await.unwrap();
+    a.pin(pinned.id, "pa_1", START_MS + 90_000).await.unwrap();
+
+    // Redis forgets everything of the event.
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let _: () = redis::cmd("DEL").arg(keys.keys()).query(&mut conn).unwrap();
+    for node in [&a, &b] {
+        assert_eq!(node.hold(seats("cat", &[5])).await.unwrap_err(), InventoryError::EventLost);
+        assert_eq!(node.availability(EVENT).await.unwrap_err(), InventoryError::EventLost);
+        assert_eq!(node.hold_view(lost_hold.id).await.unwrap_err(), InventoryError::EventLost);
+        assert_eq!(node.sold_seats(EVENT).await.unwrap_err(), InventoryError::EventLost);
+        assert_eq!(node.lost_events(), vec![EVENT]);
+    }
+    assert!(keys.keys().is_empty(), "a refused operation recreates nothing");
+
+    // One node rebuilds under the lock; the other waits, then serves the rebuilt state.
+    let RebuildLock::Acquired(lock) = a.begin_rebuild(EVENT, map.clone(), 30_000).await.unwrap() else {
+        panic!("the first caller takes the lock");
+    };
+    assert_eq!(b.begin_rebuild(EVENT, map.clone(), 30_000).await.unwrap(), RebuildLock::Busy);
+    let truth = EventTruth {
+        epoch: 42,
+        version: 10,
+        sold: vec![SoldSeat { seat_index: 0, user: user("ann") }],
+        pins: vec![RestoredPin {
+            hold: pinned.id,
+            user: user("bob"),
+            seats: vec![3],
+            attempt: "pa_1".into(),
+            deadline_ms: START_MS + 90_000,
+        }],
+    };
+    assert!(a.finish_rebuild(EVENT, map.clone(), &lock, truth.clone()).await.unwrap());
+    assert!(a.finish_rebuild(EVENT, map.clone(), &lock, truth).await.is_err(), "a lock is used once");
+    assert_eq!(
+        b.begin_rebuild(EVENT, map.clone(), 30_000).await.unwrap(),
+        RebuildLock::Present { epoch: 42 }
+    );
+    for node in [&a, &b] {
+        assert!(node.lost_events().is_empty());
+        let availability = node.availability(EVENT).await.unwrap();
+        assert_eq!((availability.epoch, availability.version), (42, 10));
+        let taken = snapshot(&**node, EVENT, map.len()).await.taken();
+        assert_eq!(taken, vec![0, 3], "SOLD from the store, the pin restored, the lost hold's seats free");
+        assert_eq!(node.hold_view(lost_hold.id).await.unwrap_err(), InventoryError::UnknownHold);
+        assert_eq!(node.hold_view(pinned.id).await.unwrap().status, HoldStatus::Confirming);
+    }
+    a.check_invariants(EVENT).await.unwrap();
+    assert_eq!(b.confirm(pinned.id, "pa_1").await.unwrap().status, HoldStatus::Confirmed);
+    assert_eq!(a.sold_seats(EVENT).await.unwrap(), vec![0, 3]);
+    let h = b.hold(seats("cat", &[1, 2])).await.unwrap();
+    assert_eq!(h.seats, vec![1, 2]);
+    a.check_invariants(EVENT).await.unwrap();
+}
+
+#[tokio::test]
+async fn memory_rebuild_of_an_absent_event_loads_sales_and_pins() {
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let inv = MemoryInventory::open(MemoryConfig::default(), clock).unwrap();
+    let map = small_map();
+    let RebuildLock::Acquired(lock) = inv.begin_rebuild(EVENT, map.clone(), 1_000).await.unwrap() else {
+        panic!("an absent event is the caller's to load");
+    };
+    let pinned = HoldId { event: EVENT, nonce: 77 };
+    let truth = EventTruth {
+        epoch: 1,
+        version: 0,
+        sold: vec![SoldSeat { seat_index: 0, user: user("ann") }],
+        pins: vec![RestoredPin {
+            hold: pinned,
+            user: user("bob"),
+            seats: vec![4, 5],
+            attempt: "pa_2".into(),
+            deadline_ms: START_MS + 1_000,
+        }],
+    };
+    assert!(inv.finish_rebuild(EVENT, map.clone(), &lock, truth).await.unwrap());
+    assert!(matches!(
+        inv.begin_rebuild(EVENT, map.clone(), 1_000).await.unwrap(),
+        RebuildLock::Present { .. }
+    ));
+    assert_eq!(snapshot(&inv, EVENT, map.len()).await.taken(), vec![0, 4, 5]);
+    assert_eq!(inv.hold_view(pinned).await.unwrap().status, HoldStatus::Confirming);
+    assert_eq!(inv.stale_pins().await.unwrap().len(), 0);
+    inv.check_invariants(EVENT).unwrap();
+    assert_eq!(inv.confirm(pinned, "pa_2").await.unwrap().status, HoldStatus::Confirmed);
+    inv.check_invariants(EVENT).unwrap();
 }
 
 // ---------------------------------------------------------------------------------------

@@ -403,6 +403,13 @@ th{{background:#f9fafb}}td.l,th.l{{text-align:left}}.pass{{color:#047857;font-we
     }
     h.push_str("</table>");
 
+    if let Some(v) = &report.viewers {
+        viewers_section(&mut h, v, &p_ticks);
+    }
+    if let Some(o) = &report.onsale {
+        onsale_section(&mut h, o);
+    }
+
     // Audit.
     if let Some(audit) = &report.audit {
         let f = &audit.facts;
@@ -452,6 +459,176 @@ th{{background:#f9fafb}}td.l,th.l{{text-align:left}}.pass{{color:#047857;font-we
     }
     h.push_str("</body></html>\n");
     h
+}
+
+/// The live map's fleet, staleness percentiles and distribution.
+fn viewers_section(h: &mut String, v: &crate::viewers::ViewersReport, p_ticks: &[(f64, String)]) {
+    let l = &v.staleness_us;
+    let _ = write!(
+        h,
+        "<h2>Live map: {} viewers</h2><p class=\"muted\">Staleness: from the writer's 201/204 answer for a change to \
+         the first frame a viewer received at or past the change's version bound; {} samples (each viewer scored 1 in \
+         {} changes).</p>",
+        thousands(v.connected),
+        thousands(v.samples),
+        v.sample_stride
+    );
+    let _ = write!(
+        h,
+        "<table><tr><th class=\"l\">staleness</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>\
+         <tr><td class=\"l\">all viewers, all changes</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table>",
+        human_us(l.p50),
+        human_us(l.p90),
+        human_us(l.p99),
+        human_us(l.p999),
+        human_us(l.max)
+    );
+    let curve = vec![Series {
+        name: "staleness".into(),
+        points: v.staleness_curve.iter().map(|&(p, us)| (nines(p), us as f64)).collect(),
+    }];
+    h.push_str(&line_chart(
+        "Staleness by percentile (log scale)",
+        "percentile",
+        "staleness",
+        &curve,
+        p_ticks,
+        Scale::Log,
+        &latency_format,
+    ));
+    let buckets = vec![Series {
+        name: "samples".into(),
+        points: v.staleness_buckets.iter().enumerate().map(|(i, &(_, n))| (i as f64, n as f64)).collect(),
+    }];
+    let every = (v.staleness_buckets.len() / 8).max(1);
+    let ticks: Vec<(f64, String)> = v
+        .staleness_buckets
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % every == 0)
+        .map(|(i, &(upper, _))| (i as f64, format!("<{}", latency_format(upper as f64))))
+        .collect();
+    h.push_str(&line_chart(
+        "Staleness distribution (doubling buckets)",
+        "staleness, upper bound of the bucket",
+        "samples",
+        &buckets,
+        &ticks,
+        Scale::Linear,
+        &rate_format,
+    ));
+    let rows: Vec<(&str, String)> = vec![
+        (
+            "viewers asked / started / connected",
+            format!(
+                "{} / {} / {}",
+                thousands(u64::from(v.asked)),
+                thousands(u64::from(v.fleet)),
+                thousands(v.connected)
+            ),
+        ),
+        ("never connected", thousands(v.never_connected)),
+        (
+            "dropped / reconnects / resnapshots",
+            format!("{} / {} / {}", thousands(v.dropped), thousands(v.reconnects), thousands(v.resnapshots)),
+        ),
+        ("gaps (delta not from the viewer's version)", thousands(v.gaps)),
+        (
+            "frames (snapshots, deltas, keep-alives)",
+            format!(
+                "{} ({}, {}, {})",
+                thousands(v.frames),
+                thousands(v.snapshots),
+                thousands(v.deltas),
+                thousands(v.keep_alives)
+            ),
+        ),
+        ("bytes received", thousands(v.bytes)),
+        (
+            "changes made / failed / unknown",
+            format!(
+                "{} / {} / {}",
+                thousands(v.changes),
+                thousands(v.changes_failed),
+                thousands(v.changes_unknown)
+            ),
+        ),
+        ("versions", format!("{} -> {}", v.first_version, v.last_version)),
+        ("missed at the end", thousands(v.missed)),
+        (
+            "open-file limit / source addresses",
+            format!("{} / {}", thousands(v.file_limit), v.source_addresses),
+        ),
+    ];
+    h.push_str("<table>");
+    for (name, value) in rows {
+        let _ = write!(h, "<tr><td class=\"l\">{}</td><td>{}</td></tr>", esc(name), esc(&value));
+    }
+    if let Some(m) = &v.server_memory {
+        let _ = write!(
+            h,
+            "<tr><td class=\"l\">server RSS before / idle fleet / end (pid {})</td><td>{} / {} / {} MiB</td></tr>\
+             <tr><td class=\"l\">server RSS per idle viewer</td><td>{} bytes</td></tr>",
+            m.pid,
+            m.before_bytes / (1 << 20),
+            m.idle_bytes / (1 << 20),
+            m.after_bytes / (1 << 20),
+            thousands(m.per_idle_viewer_bytes)
+        );
+    }
+    for (failure, n) in &v.open_failures {
+        let _ = write!(
+            h,
+            "<tr><td class=\"l\">stream opens failed: {}</td><td>{}</td></tr>",
+            esc(failure),
+            thousands(*n)
+        );
+    }
+    h.push_str("</table>");
+}
+
+/// The onsale's conversion funnel.
+fn onsale_section(h: &mut String, o: &crate::onsale::OnsaleReport) {
+    let _ = write!(
+        h,
+        "<h2>Onsale: conversion {:.1}%</h2><p class=\"muted\">{} fans/s, {} seats each, pick {:?}, abandon rate {}; \
+         queue {}{}.</p><table>",
+        o.conversion * 100.0,
+        o.arrival_rate,
+        o.seats_per_user,
+        o.pick,
+        o.abandon_rate,
+        if o.queue_enabled { "on" } else { "off" },
+        if o.proof_of_work_bits > 0 {
+            format!(", proof of work {} bits", o.proof_of_work_bits)
+        } else {
+            String::new()
+        }
+    );
+    for (name, n) in [
+        ("arrived", o.arrived),
+        ("joined the queue", o.joined),
+        ("admitted", o.admitted),
+        ("held", o.held),
+        ("paid", o.paid),
+        ("declined", o.declined),
+        ("abandoned", o.abandoned),
+        ("sold out", o.sold_out),
+        ("failed", o.failed),
+        ("queue expired", o.queue_expired),
+        ("unfinished", o.unfinished),
+        ("arrivals delayed by --connections", o.delayed_arrivals),
+    ] {
+        let _ = write!(h, "<tr><td class=\"l\">{}</td><td>{}</td></tr>", esc(name), thousands(n));
+    }
+    let _ = write!(
+        h,
+        "<tr><td class=\"l\">queue wait p50 / p99</td><td>{} / {}</td></tr><tr><td class=\"l\">arrival to order p50 / p99</td><td>{} / {}</td></tr></table>",
+        human_us(o.queue_wait_us.p50),
+        human_us(o.queue_wait_us.p99),
+        human_us(o.time_to_order_us.p50),
+        human_us(o.time_to_order_us.p99)
+    );
 }
 
 #[cfg(test)]

@@ -111,8 +111,19 @@ pub(crate) async fn run_audit(
     plan: &Arc<Plan>,
     log: &AuditLog,
 ) -> Result<(AuditReport, Vec<SeenStatus>), LoadError> {
+    audit_event(api, &plan.event, &plan.users, &plan.labels, log).await
+}
+
+/// [`run_audit`] for any event, its run's users (by index) and its seat labels.
+pub(crate) async fn audit_event(
+    api: &Arc<Api>,
+    event: &str,
+    users: &[HeaderValue],
+    labels: &[String],
+    log: &AuditLog,
+) -> Result<(AuditReport, Vec<SeenStatus>), LoadError> {
     let mut conn = ApiConn::new(api.clone());
-    let event = plan.event.clone();
+    let event = event.to_owned();
     let reply = conn.get(&format!("/v1/events/{event}/availability"), None).await?;
     if reply.status != 200 {
         return Err(LoadError::Protocol(format!(
@@ -123,8 +134,10 @@ pub(crate) async fn run_audit(
     }
     let bitmap = reply.body.to_vec();
 
+    let seat_count = labels.len() as u32;
+    let all_users = users;
     let users: Vec<(u32, HeaderValue)> =
-        plan.users.iter().cloned().enumerate().map(|(i, h)| (i as u32, h)).collect();
+        all_users.iter().cloned().enumerate().map(|(i, h)| (i as u32, h)).collect();
     let per_user =
         api::parallel(api, users, COORDINATOR_LANES, move |mut conn, (user, auth): (u32, HeaderValue)| {
             let event = event.clone();
@@ -136,14 +149,14 @@ pub(crate) async fn run_audit(
         .await?;
     let orders: Vec<OrderFacts> = per_user.into_iter().flatten().collect();
 
-    let statuses = hold_statuses(api, plan, log).await?;
+    let statuses = hold_statuses(api, all_users, log).await?;
     let report = audit::audit(&AuditInput {
-        seat_count: plan.seat_count(),
+        seat_count,
         bitmap: &bitmap,
         log,
         orders: &orders,
         statuses: &statuses,
-        labels: &plan.labels,
+        labels,
     });
     Ok((report, statuses))
 }
@@ -151,11 +164,11 @@ pub(crate) async fn run_audit(
 /// The status of every open hold, as its owner sees it.
 async fn hold_statuses(
     api: &Arc<Api>,
-    plan: &Arc<Plan>,
+    users: &[HeaderValue],
     log: &AuditLog,
 ) -> Result<Vec<SeenStatus>, LoadError> {
     let items: Vec<(String, Option<HeaderValue>)> =
-        log.open.iter().map(|h| (h.hold_id.clone(), plan.users.get(h.user as usize).cloned())).collect();
+        log.open.iter().map(|h| (h.hold_id.clone(), users.get(h.user as usize).cloned())).collect();
     api::parallel(
         api,
         items,
@@ -188,12 +201,25 @@ pub(crate) async fn release_leftovers(
     log: &AuditLog,
     statuses: Option<&[SeenStatus]>,
 ) -> Result<Cleanup, LoadError> {
+    release_open(api, &plan.users, log, statuses).await
+}
+
+/// [`release_leftovers`] given the run's users. A hold with several seats is logged once
+/// per seat and released once.
+pub(crate) async fn release_open(
+    api: &Arc<Api>,
+    users: &[HeaderValue],
+    log: &AuditLog,
+    statuses: Option<&[SeenStatus]>,
+) -> Result<Cleanup, LoadError> {
+    let mut seen = std::collections::HashSet::new();
     let items: Vec<(String, Option<HeaderValue>)> = log
         .open
         .iter()
         .enumerate()
         .filter(|(i, _)| statuses.is_none_or(|s| s.get(*i).is_some_and(SeenStatus::keeps_seat)))
-        .map(|(_, h)| (h.hold_id.clone(), plan.users.get(h.user as usize).cloned()))
+        .filter(|(_, h)| seen.insert(h.hold_id.clone()))
+        .map(|(_, h)| (h.hold_id.clone(), users.get(h.user as usize).cloned()))
         .collect();
     let results = api::parallel(
         api,

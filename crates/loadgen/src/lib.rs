@@ -9,11 +9,13 @@
 //! Every run is bounded by `--duration` (and optionally `--requests`) and targets only
 //! loopback addresses unless `--allow-remote`.
 //!
-//! Scenarios ([`run`]): `holds`, `hot-seats`, `browse`, `bare`; `onsale` and `viewers` are
-//! skipped until the server has a waiting room and an SSE stream. Results: a live
-//! progress line, per-operation HDR percentiles and status counts ([`stats`]), the
-//! oversell [`audit`] for `holds` and `hot-seats`, JSON and a self-contained HTML report
-//! ([`report`], [`html`]).
+//! Scenarios ([`run`]): `holds`, `hot-seats`, `browse`, `bare`, and two with runners of
+//! their own: [`viewers`] (a fleet of live seat map viewers over SSE, [`sse`], measuring
+//! staleness while a writer changes seats) and [`onsale`] (simulated fans arriving at an
+//! open rate: waiting room, seat map, holds, payment). Results: a live progress line,
+//! per-operation HDR percentiles and status counts ([`stats`]), the oversell [`audit`] for
+//! `holds`, `hot-seats` and `onsale`, JSON and a self-contained HTML report ([`report`],
+//! [`html`]).
 //!
 //! Exit status of [`main`]: 0 success (or a skipped scenario), 1 the audit found an
 //! anomaly or no request got an answer, 2 a usage or set-up error.
@@ -23,12 +25,16 @@ pub mod audit;
 pub mod client;
 pub mod html;
 pub mod inspect;
+pub mod onsale;
 pub mod report;
 pub mod run;
 pub mod schedule;
 pub mod setup;
+pub mod sse;
 pub mod stats;
+pub mod sys;
 pub mod target;
+pub mod viewers;
 pub mod worker;
 pub mod zipf;
 
@@ -69,9 +75,9 @@ pub enum Scenario {
     Browse,
     /// One GET path in a loop, to compare the generator with wrk.
     Bare,
-    /// The full onsale story (waiting room, SSE, holds, payments): not built yet.
+    /// The full onsale story per fan: waiting room, seat map, live map, hold, payment.
     Onsale,
-    /// A fleet of SSE viewers measuring staleness: not built yet.
+    /// A fleet of live seat map viewers (SSE) measuring staleness under a seat writer.
     Viewers,
 }
 
@@ -87,13 +93,9 @@ impl Scenario {
         }
     }
 
-    /// Why the scenario cannot run yet, if it cannot.
+    /// Why the scenario cannot run, if it cannot (every scenario runs today).
     pub fn skipped_because(self) -> Option<&'static str> {
-        match self {
-            Scenario::Onsale => Some("needs the waiting room and the SSE availability stream, not built yet"),
-            Scenario::Viewers => Some("needs the SSE availability stream, not built yet"),
-            _ => None,
-        }
+        None
     }
 }
 
@@ -116,6 +118,18 @@ impl Mix {
     }
 }
 
+/// How onsale fans choose their seats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pick {
+    /// The server's best available (`best_available`).
+    Best,
+    /// Adjacent available seats in one row, from a random place in the live map's bitmap.
+    Random,
+    /// Half of the fans one way, half the other.
+    Mixed,
+}
+
 /// `boxoffice loadtest` flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -125,7 +139,8 @@ pub struct Args {
     /// What to do: holds, hot-seats, browse, bare, onsale, viewers.
     #[arg(long, value_enum, default_value_t = Scenario::Holds)]
     pub scenario: Scenario,
-    /// Concurrent keep-alive connections (one worker each), 1-10000.
+    /// Concurrent keep-alive connections (one worker each), 1-10000. Onsale: the most fans
+    /// in flight at once (each has its own connection).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub connections: u32,
     /// Seconds to send load (fractions allowed), at most 3600.
@@ -136,6 +151,7 @@ pub struct Args {
     pub requests: Option<u64>,
     /// Open model: this many requests per second in total, spread over the connections,
     /// latency measured from each request's intended start. Without it: closed model.
+    /// Onsale: fans arriving per second [default: 20].
     #[arg(long, value_parser = parse_rate)]
     pub rate: Option<f64>,
     /// Worker threads (each a single-threaded runtime), 1-64.
@@ -153,7 +169,9 @@ pub struct Args {
     #[arg(long)]
     pub zipf: Option<f64>,
     /// Users whose tokens the run uses [default: 1000; for holds with hold-checkout, one
-    /// per 7 seats]. In holds, seat i belongs to user i mod users.
+    /// per 7 seats]. In holds, seat i belongs to user i mod users. Onsale: the most fans
+    /// [default: rate x duration]; viewers: the writer's users [default: enough to stay
+    /// under the per-user limits].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub users: Option<u32>,
     /// Hot-seats: how many seats (the event's first K) the users race for.
@@ -181,6 +199,28 @@ pub struct Args {
     /// audit reads only this run's orders].
     #[arg(long)]
     pub user_prefix: Option<String>,
+    /// Viewers: live seat map streams to open, 1-1000000 (capped by the open-file limit).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub viewers: u32,
+    /// Viewers: seat changes per second the writer makes (holds and releases).
+    #[arg(long, default_value = "1000", value_parser = parse_rate)]
+    pub changes_per_second: f64,
+    /// Viewers: a local server's process id, to read its memory (`/proc/PID/status`).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Onsale: the share of fans (0-1) who hold seats and then leave without paying,
+    /// letting their holds expire.
+    #[arg(long, default_value = "0.1", value_parser = parse_share)]
+    pub abandon_rate: f64,
+    /// Onsale: seats each fan wants, 1-8.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub seats_per_user: u32,
+    /// Onsale: how fans pick seats.
+    #[arg(long, value_enum, default_value_t = Pick::Mixed)]
+    pub pick: Pick,
+    /// Onsale: milliseconds each fan follows the live map before picking.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub follow_ms: u64,
     /// Skip the oversell audit (e.g. against a server others use at the same time).
     #[arg(long)]
     pub no_audit: bool,
@@ -220,6 +260,13 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v > 0.0 && v <= 10_000_000.0 => Ok(v),
         _ => Err("the rate is requests per second, more than 0 and at most 10000000".into()),
+    }
+}
+
+fn parse_share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err("a share from 0 to 1".into()),
     }
 }
 

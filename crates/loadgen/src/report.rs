@@ -85,6 +85,10 @@ pub struct Report {
     pub progress: Vec<ProgressSample>,
     pub audit: Option<AuditReport>,
     pub cleanup: Option<Cleanup>,
+    /// The `viewers` scenario's fleet and staleness.
+    pub viewers: Option<crate::viewers::ViewersReport>,
+    /// The `onsale` scenario's conversion.
+    pub onsale: Option<crate::onsale::OnsaleReport>,
     pub notes: Vec<String>,
 }
 
@@ -137,8 +141,42 @@ impl Report {
             progress: Vec::new(),
             audit: None,
             cleanup: None,
+            viewers: None,
+            onsale: None,
             notes: Vec::new(),
         }
+    }
+
+    /// The common part of a report for a scenario with a runner of its own; the runner
+    /// fills in the rest.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn of_scenario(
+        args: &Args,
+        target: &str,
+        started_at: chrono::DateTime<chrono::Utc>,
+        elapsed: Duration,
+        shard: &Shard,
+        operations: Vec<OpSummary>,
+        timeline: Timeline,
+        notes: Vec<String>,
+    ) -> Report {
+        let responses: u64 = operations.iter().map(|o| o.responses).sum();
+        let elapsed_s = elapsed.as_secs_f64();
+        let mut report = Report::skipped(args, "");
+        report.skipped = None;
+        report.started_at = started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        report.target = target.to_owned();
+        report.elapsed_s = (elapsed_s * 1000.0).round() / 1000.0;
+        report.requests = shard.requests;
+        report.responses = responses;
+        report.errors = shard.errors;
+        report.connect_errors = shard.connect_errors;
+        report.throughput =
+            if elapsed_s > 0.0 { (responses as f64 / elapsed_s * 10.0).round() / 10.0 } else { 0.0 };
+        report.operations = operations;
+        report.timeline = timeline;
+        report.notes = notes;
+        report
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -196,6 +234,8 @@ impl Report {
             progress,
             audit,
             cleanup,
+            viewers: None,
+            onsale: None,
             notes,
         }
     }
@@ -220,6 +260,17 @@ impl Report {
         if self.responses == 0 {
             return Err(format!("no request got an HTTP answer from {}", self.target));
         }
+        if let Some(v) = &self.viewers {
+            if v.connected == 0 {
+                return Err("no viewer received a frame".into());
+            }
+            if v.gaps > 0 {
+                return Err(format!(
+                    "{} deltas did not continue from the viewer's version (the live map promises none)",
+                    v.gaps
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -235,9 +286,17 @@ impl Report {
         if let Some(path) = &self.path {
             let _ = write!(s, " GET {path}");
         }
+        if let Some(v) = &self.viewers {
+            let _ = write!(s, ", {} viewers", thousands(u64::from(v.fleet)));
+        }
+        let unit = match self.scenario {
+            Scenario::Viewers => " changes",
+            Scenario::Onsale => " fans",
+            _ => "",
+        };
         match self.rate {
             Some(rate) => {
-                let _ = write!(s, ", open model at {}/s", thousands(rate.round() as u64));
+                let _ = write!(s, ", open model at {}{unit}/s", thousands(rate.round() as u64));
             }
             None => s.push_str(", closed model"),
         }
@@ -350,6 +409,12 @@ impl Report {
                     String::new()
                 }
             );
+        }
+        if let Some(v) = &self.viewers {
+            v.text(&mut out);
+        }
+        if let Some(o) = &self.onsale {
+            o.text(&mut out);
         }
         for note in &self.notes {
             let _ = writeln!(out, "note: {note}");

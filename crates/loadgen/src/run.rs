@@ -207,6 +207,11 @@ pub async fn run(args: &Args) -> Result<Report, LoadError> {
     if let Some(why) = args.scenario.skipped_because() {
         return Ok(Report::skipped(args, why));
     }
+    match args.scenario {
+        Scenario::Viewers => return crate::viewers::run(args).await,
+        Scenario::Onsale => return crate::onsale::run(args).await,
+        _ => {}
+    }
     let started_at = chrono::Utc::now();
     let (api, plan) = prepare(args).await?;
     let plan = Arc::new(plan);

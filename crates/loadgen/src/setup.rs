@@ -38,7 +38,7 @@ struct TokenAnswer {
 }
 
 /// Fails unless the server answers `/readyz` with 200 within 30 s.
-async fn wait_ready(conn: &mut ApiConn, target: &Target) -> Result<(), LoadError> {
+pub(crate) async fn wait_ready(conn: &mut ApiConn, target: &Target) -> Result<(), LoadError> {
     let started = Instant::now();
     loop {
         let reply = conn.get("/readyz", None).await.map_err(|e| {
@@ -58,7 +58,7 @@ async fn wait_ready(conn: &mut ApiConn, target: &Target) -> Result<(), LoadError
 }
 
 /// The event's seat labels by index, checking the event exists.
-async fn load_event(
+pub(crate) async fn load_event(
     conn: &mut ApiConn,
     target: &Target,
     event: &str,
@@ -112,7 +112,7 @@ async fn load_event(
 }
 
 /// Mints one fan token per user name.
-async fn mint_tokens(api: &Arc<Api>, names: &[String]) -> Result<Vec<HeaderValue>, LoadError> {
+pub(crate) async fn mint_tokens(api: &Arc<Api>, names: &[String]) -> Result<Vec<HeaderValue>, LoadError> {
     let tokens = api::parallel(api, names.to_vec(), COORDINATOR_LANES, |mut conn, name: String| async move {
         let body = serde_json::json!({"user": name, "role": "fan"}).to_string();
         let result = async {
@@ -139,6 +139,15 @@ async fn mint_tokens(api: &Arc<Api>, names: &[String]) -> Result<Vec<HeaderValue
     Ok(tokens)
 }
 
+/// The prefix of the run's user names: `--user-prefix`, or a fresh random one.
+pub(crate) fn user_prefix(args: &Args, rng: &mut SmallRng) -> Result<String, LoadError> {
+    match &args.user_prefix {
+        Some(p) if p.len() <= 100 && !p.chars().any(char::is_control) => Ok(p.clone()),
+        Some(p) => Err(LoadError::Usage(format!("--user-prefix {p:?}: at most 100 printable characters"))),
+        None => Ok(format!("loadgen-{:08x}-", rng.random::<u32>())),
+    }
+}
+
 /// Builds the plan from the flags and the server's answers.
 pub(crate) async fn prepare(args: &Args) -> Result<(Arc<Api>, Plan), LoadError> {
     let target = parse_target(&args.target, args.allow_remote)?;
@@ -161,7 +170,7 @@ pub(crate) async fn prepare(args: &Args) -> Result<(Arc<Api>, Plan), LoadError> 
     let mut labels = Vec::new();
     let mut dist = SeatDist::Uniform(1);
     let mut hold_bodies = Vec::new();
-    let mut user_prefix = String::new();
+    let mut run_prefix = String::new();
     let mut users = Vec::new();
     match scenario {
         Scenario::Bare => {
@@ -208,21 +217,13 @@ pub(crate) async fn prepare(args: &Args) -> Result<(Arc<Api>, Plan), LoadError> 
                      (422 HOLD_LIMIT); --users {needed} avoids it"
                 );
             }
-            let prefix = match &args.user_prefix {
-                Some(p) if p.len() <= 100 && !p.chars().any(char::is_control) => p.clone(),
-                Some(p) => {
-                    return Err(LoadError::Usage(format!(
-                        "--user-prefix {p:?}: at most 100 printable characters"
-                    )));
-                }
-                None => format!("loadgen-{:08x}-", rng.random::<u32>()),
-            };
+            let prefix = user_prefix(args, &mut rng)?;
             let names: Vec<String> = (0..user_count).map(|i| format!("{prefix}{i}")).collect();
             users = mint_tokens(&api, &names).await?;
-            user_prefix = prefix;
+            run_prefix = prefix;
         }
         Scenario::Onsale | Scenario::Viewers => {
-            return Err(LoadError::Usage(format!("scenario {} is not built yet", scenario.name())));
+            return Err(LoadError::Internal(format!("scenario {} has its own runner", scenario.name())));
         }
     }
     let event = &args.event;
@@ -259,7 +260,7 @@ pub(crate) async fn prepare(args: &Args) -> Result<(Arc<Api>, Plan), LoadError> 
         hold_bodies,
         dist,
         users,
-        user_prefix,
+        user_prefix: run_prefix,
         user_by_seat: scenario == Scenario::Holds,
         uris,
         ops,

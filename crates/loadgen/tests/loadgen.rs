@@ -1,8 +1,8 @@
 //! End to end: a boxoffice server in this process (fresh data dir, dev auth, no payment
 //! latency), small events made through the admin API, and short `holds`, `hot-seats`,
-//! `browse` and `bare` runs against it. Each run must finish with a passing oversell
-//! audit and counts that agree with each other; nothing here depends on how fast the
-//! machine is.
+//! `browse`, `bare`, `viewers` and `onsale` runs against it. Each run must finish with a
+//! passing oversell audit (where there is one) and counts that agree with each other;
+//! nothing here depends on how fast the machine is.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -70,14 +70,17 @@ async fn call(
     (reply.status, value)
 }
 
+async fn admin_token(conn: &mut ApiConn) -> String {
+    let (status, token) =
+        call(conn, Method::POST, "/v1/auth/token", None, json!({"user": "admin", "role": "admin"})).await;
+    assert_eq!(status, 200, "{token}");
+    token["token"].as_str().expect("token").to_owned()
+}
+
 /// A venue of one section `A` (`rows` x `per_row`) and an event there on sale now.
 async fn on_sale_event(server: &Server, rows: u32, per_row: u32) -> String {
     let mut conn = api_conn(server);
-    let (status, token) =
-        call(&mut conn, Method::POST, "/v1/auth/token", None, json!({"user": "admin", "role": "admin"}))
-            .await;
-    assert_eq!(status, 200, "{token}");
-    let admin = token["token"].as_str().expect("token").to_owned();
+    let admin = admin_token(&mut conn).await;
     let (status, venue) = call(
         &mut conn,
         Method::POST,
@@ -328,12 +331,157 @@ async fn bad_targets_and_unknown_events_are_refused_clearly() {
     assert!(matches!(err, LoadError::Setup(_)), "{err}");
     assert!(err.to_string().contains("ev_999999"), "{err}");
 
-    let skipped =
-        execute(&args(&server, &["--scenario", "onsale"])).await.expect("a skipped scenario is fine");
-    assert!(skipped.skipped.as_deref().is_some_and(|s| s.contains("not built yet")));
-    assert!(skipped.verdict().is_ok());
+    for scenario in ["viewers", "onsale"] {
+        let err = execute(&args(&server, &["--scenario", scenario, "--event", "ev_999999", "--quiet"]))
+            .await
+            .expect_err("an unknown event is refused");
+        assert!(matches!(err, LoadError::Setup(_)), "{scenario}: {err}");
+    }
 
     assert!(Args::from_flags(["--connections", "10001"]).is_err());
     assert!(Args::from_flags(["--duration", "3601"]).is_err());
     assert!(Args::from_flags(["--duration", "0"]).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_fleet_sees_every_change_and_measures_its_staleness() {
+    let server = start_server().await;
+    let event = on_sale_event(&server, 40, 50).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pid = std::process::id().to_string();
+    let mut a = args(
+        &server,
+        &[
+            "--scenario",
+            "viewers",
+            "--event",
+            &event,
+            "--viewers",
+            "40",
+            "--threads",
+            "2",
+            "--changes-per-second",
+            "200",
+            "--duration",
+            "1.5",
+            "--server-pid",
+            &pid,
+            "--seed",
+            "5",
+            "--quiet",
+        ],
+    );
+    a.json = Some(dir.path().join("viewers.json"));
+    a.html = Some(dir.path().join("viewers.html"));
+    let report = execute(&a).await.expect("the run completes");
+    let text = report.text();
+    let v = report.viewers.as_ref().expect("a viewers report");
+    assert_eq!(v.fleet, 40, "{text}");
+    assert_eq!(v.connected, 40, "every viewer got a frame: {text}");
+    assert_eq!(v.never_connected, 0);
+    assert_eq!(v.viewers_without_snapshot, 0, "every stream starts with a snapshot: {text}");
+    assert_eq!(v.viewers_without_deltas, 0, "every viewer got deltas: {text}");
+    assert_eq!(v.dropped, 0, "no viewer was dropped at this scale: {text}");
+    assert_eq!(v.gaps, 0, "every delta continued from the viewer's version: {text}");
+    assert!(v.open_failures.is_empty(), "{text}");
+    assert!(v.changes > 0, "{text}");
+    assert_eq!(v.changes_unknown, 0);
+    assert_eq!(
+        v.changes,
+        report.operation("hold").map_or(0, |o| o.statuses.get("201").copied().unwrap_or(0))
+            + report.operation("release").map_or(0, |o| o.statuses.get("204").copied().unwrap_or(0))
+    );
+    assert_eq!(v.last_version, v.first_version + v.changes, "the writer was alone on the event: {text}");
+    assert!(v.caught_up, "every viewer reached the last change: {text}");
+    assert_eq!(v.sample_stride, 1);
+    assert_eq!(v.missed, 0, "{text}");
+    assert_eq!(v.samples, v.connected * v.changes, "each viewer measured each change once: {text}");
+    assert!(v.deltas >= 40, "{text}");
+    assert!(v.bytes > 0);
+    assert!(v.staleness_us.max >= v.staleness_us.p50 && v.staleness_us.p50 > 0, "{text}");
+    let memory = v.server_memory.as_ref().expect("the server's memory was read");
+    assert!(memory.before_bytes > 0 && memory.idle_bytes > 0 && memory.after_bytes > 0);
+    assert!(report.verdict().is_ok(), "{text}");
+    assert_eq!(available(&server, &event).await, 2000, "the writer's holds were released at the end");
+
+    let json: Value = serde_json::from_slice(&std::fs::read(dir.path().join("viewers.json")).expect("json"))
+        .expect("valid JSON");
+    assert_eq!(json["scenario"], "viewers");
+    assert_eq!(json["viewers"]["connected"], 40);
+    assert!(json["viewers"]["staleness_us"]["p99"].as_u64().is_some_and(|p| p > 0));
+    let html = std::fs::read_to_string(dir.path().join("viewers.html")).expect("html");
+    assert!(html.contains("Live map: 40 viewers") && html.contains("Staleness by percentile"));
+    assert_eq!(html.matches("<svg").count(), html.matches("</svg>").count());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onsale_fans_queue_with_proof_of_work_hold_and_pay_and_the_audit_passes() {
+    let server = start_server().await;
+    let event = on_sale_event(&server, 10, 20).await;
+    let mut conn = api_conn(&server);
+    let admin = admin_token(&mut conn).await;
+    let (status, body) = call(
+        &mut conn,
+        Method::PATCH,
+        &format!("/v1/events/{event}"),
+        Some(&admin),
+        json!({"queue": {"enabled": true, "admit_rate_per_second": 100, "proof_of_work_bits": 6}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut a = args(
+        &server,
+        &[
+            "--scenario",
+            "onsale",
+            "--event",
+            &event,
+            "--rate",
+            "20",
+            "--duration",
+            "1",
+            "--seats-per-user",
+            "2",
+            "--abandon-rate",
+            "0.25",
+            "--follow-ms",
+            "200",
+            "--seed",
+            "3",
+            "--quiet",
+        ],
+    );
+    a.html = Some(dir.path().join("onsale.html"));
+    let report = execute(&a).await.expect("the run completes");
+    let text = report.text();
+    let o = report.onsale.as_ref().expect("an onsale report");
+    assert!(o.queue_enabled && o.proof_of_work_bits == 6, "{text}");
+    assert_eq!(o.arrived, 20, "20 fans/s for 1 s: {text}");
+    assert_eq!(o.joined, o.arrived, "{text}");
+    assert_eq!(o.admitted, o.arrived, "{text}");
+    assert!(o.pow_hashes >= o.joined, "{text}");
+    assert!(o.held > 0 && o.paid > 0, "{text}");
+    assert_eq!(
+        o.paid + o.declined + o.abandoned + o.sold_out + o.failed + o.queue_expired + o.unfinished,
+        o.arrived,
+        "every fan's story ended one way: {text}"
+    );
+    assert_eq!(o.failed, 0, "{text}");
+    let audit = report.audit.as_ref().expect("the onsale is audited");
+    assert!(audit.passed, "{text}");
+    assert_eq!(audit.facts.orders, o.paid, "{text}");
+    assert_eq!(audit.facts.valid_tickets, o.seats_bought, "{text}");
+    assert_eq!(o.seats_bought, 2 * o.paid);
+    for op in ["challenge", "join", "poll", "event", "seats", "stream", "hold", "checkout"] {
+        assert!(report.operation(op).is_some_and(|s| s.responses > 0), "{op} was measured: {text}");
+    }
+    assert!(report.verdict().is_ok(), "{text}");
+    assert_eq!(
+        available(&server, &event).await,
+        200 - o.seats_bought as u32,
+        "abandoned holds were released after the audit: {text}"
+    );
+    let html = std::fs::read_to_string(dir.path().join("onsale.html")).expect("html");
+    assert!(html.contains("Onsale: conversion") && html.contains("Oversell audit"));
 }

@@ -94,7 +94,8 @@ impl AuditWriter {
             let cursor = self.cursor(cursors, event).await?;
             let history = match self.inventory.history(event, cursor, HISTORY_BATCH).await {
                 Ok(history) => history,
-                Err(InventoryError::UnknownEvent) => return Ok(written),
+                // A lost event is written on once it is rebuilt.
+                Err(InventoryError::UnknownEvent | InventoryError::EventLost) => return Ok(written),
                 Err(e) => return Err(e.to_string()),
             };
             let Some(last) = history.records.last().map(|r| r.version) else { return Ok(written) };

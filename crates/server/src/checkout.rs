@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use boxoffice_core::{HoldId, HoldStatus, OrderId, TicketId};
-use boxoffice_engine::InventoryError;
+use boxoffice_engine::{InventoryError, SoldSeat};
 use boxoffice_store::{
     AttemptState, AttemptUpdate, FIRST_TICKET_REVISION, NewOrder, NewPaymentAttempt, NewTicket, StoreError,
 };
@@ -61,10 +61,18 @@ pub async fn checkout(
     if let Some(email) = &email {
         crate::http::validate_email(email)?;
     }
-    let (view, entry) = crate::http::holds::owned_hold(&state, &caller, &hold.to_string()).await?;
+    // First the order store: a bought hold may be long gone from the inventory (a
+    // restart forgets ended holds), and its buyer must still learn of the order.
     if let Some(order) = state.store.order_for_hold(&hold).await? {
+        if !caller.may_see(&order.user) {
+            return Err(ApiError::not_found("hold"));
+        }
         return Err(already_confirmed(&order.id));
     }
+    let (view, entry) = match crate::http::holds::owned_hold(&state, &caller, &hold.to_string()).await {
+        Ok(found) => found,
+        Err(e) => return Err(lost_hold(&state, hold).await.unwrap_or(e)),
+    };
     match view.status {
         HoldStatus::Held => {}
         HoldStatus::Confirming => {
@@ -249,6 +257,12 @@ pub(crate) async fn commit_order(
         tickets,
         created_at: now_ms(),
     };
+    if state.memory.is_none() && state.inventory.hold_view(hold).await == Err(InventoryError::UnknownHold) {
+        // The shared inventory lost the hold (it was rebuilt before this attempt was on
+        // record): nothing may be sold from it; the payment goes back.
+        abandon(state, hold, &attempt).await;
+        return Err(hold_lost());
+    }
     let order = match state.store.create_order(order).await {
         Ok(order) => order,
         Err(StoreError::HoldAlreadyOrdered(existing)) => {
@@ -285,12 +299,39 @@ pub(crate) async fn commit_order(
     if let Err(e) = state.inventory.confirm(hold, &attempt).await {
         // The order is the truth; the reconciler marks the seats sold from it.
         tracing::error!(%hold, error = %e, "order committed but the inventory did not confirm it");
+        if e == InventoryError::UnknownHold {
+            // The inventory lost the hold after the check above: the seats are sold now,
+            // not at the next anti-entropy pass.
+            let sold = seats.iter().map(|&i| SoldSeat { seat_index: i, user: order.user.clone() }).collect();
+            if let Err(e) = state.inventory.mark_sold(event, sold).await {
+                tracing::warn!(%hold, error = %e, "cannot mark the seats of a lost hold sold; anti-entropy will");
+            }
+        }
     }
     crate::fault::hit("checkout.after_confirm");
     capture(state, &attempt, authorization).await;
     metrics::counter!("boxoffice_confirms_total").increment(1);
     metrics::counter!("boxoffice_checkouts_total", "result" => "confirmed").increment(1);
     Ok(order)
+}
+
+fn hold_lost() -> ApiError {
+    ApiError::new(
+        StatusCode::GONE,
+        "HOLD_EXPIRED",
+        "the hold was lost when the seat inventory failed; nothing was charged, hold the seats again",
+    )
+}
+
+/// 410 for a hold the shared inventory no longer knows of on an event it rebuilt after
+/// a loss (the hold may have been lost with it); `None` otherwise (404 stands).
+async fn lost_hold(state: &AppState, hold: HoldId) -> Option<ApiError> {
+    if state.memory.is_some() || state.inventory.hold_view(hold).await != Err(InventoryError::UnknownHold) {
+        return None;
+    }
+    let rebuilt = state.store.meta_get(&crate::rebuild::lost_key(hold.event)).await.ok()??;
+    tracing::info!(%hold, epoch = %rebuilt, "checkout of a hold lost with the inventory");
+    Some(hold_lost())
 }
 
 fn unsettled(deadline_ms: u64) -> String {

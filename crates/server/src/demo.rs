@@ -15,6 +15,10 @@ use boxoffice_store::{NewEvent, NewVenue};
 use crate::{AppState, StartError};
 
 const SEEDED_KEY: &str = "demo_seeded_at";
+/// Claimed (with the time) by the one node that seeds.
+const SEEDING_KEY: &str = "demo_seeding_since";
+/// How long after a claim the other nodes wait for its seeding to finish.
+pub const SEEDING_PATIENCE_MS: u64 = 10 * 60 * 1000;
 const DAY_MS: u64 = 24 * 3600 * 1000;
 const HOUR_MS: u64 = 3600 * 1000;
 /// Events of the generated catalog, besides the 24 hand-written ones.
@@ -203,12 +207,21 @@ const EVENTS: &[EventSpec] = &[
 ];
 
 /// Seeds the demo catalog once. Returns without change if it was seeded before.
+///
+/// Nodes of a distributed deployment started together with `--demo` share one store: the
+/// first to claim [`SEEDING_KEY`] seeds, the others wait (at most [`SEEDING_PATIENCE_MS`]
+/// after the claim) until it is done, so that each says ready with the demo in place.
 pub async fn seed(state: &AppState) -> Result<(), StartError> {
     let store = state.store.as_ref();
     if store.meta_get(SEEDED_KEY).await?.is_some() {
         return Ok(());
     }
     let now = boxoffice_engine::Clock::now_ms(&boxoffice_engine::SystemClock);
+    // Embedded, the data dir's lock excludes a second seeder: a claim without the seeded
+    // mark is from a run that stopped while seeding, and this run seeds.
+    if !store.meta_set_if_absent(SEEDING_KEY, &now.to_string()).await? && state.config.distributed() {
+        return wait_for_other_seeder(state).await;
+    }
     // Whole hours, so that the seeded times read well.
     let base = now - now % (3600 * 1000);
     let mut venue_ids = Vec::new();
@@ -265,6 +278,32 @@ pub async fn seed(state: &AppState) -> Result<(), StartError> {
         "demo data seeded"
     );
     Ok(())
+}
+
+/// Waits until the node that claimed the seeding has finished it, then loads its events
+/// as start-up loads every event.
+async fn wait_for_other_seeder(state: &AppState) -> Result<(), StartError> {
+    let store = state.store.as_ref();
+    let claimed_at: u64 = store.meta_get(SEEDING_KEY).await?.and_then(|v| v.parse().ok()).unwrap_or(0);
+    let deadline = claimed_at.saturating_add(SEEDING_PATIENCE_MS);
+    tracing::info!("another node is seeding the demo; waiting for it");
+    loop {
+        if store.meta_get(SEEDED_KEY).await?.is_some() {
+            for id in store.all_event_ids().await? {
+                crate::load_event(state, id).await?;
+            }
+            return Ok(());
+        }
+        if boxoffice_engine::Clock::now_ms(&boxoffice_engine::SystemClock) >= deadline {
+            tracing::warn!(
+                claimed_at,
+                "the node that began seeding the demo did not finish it; the demo stays incomplete \
+                 (start on a fresh database to seed it again)"
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 // ---- the generated catalog ----

@@ -136,6 +136,11 @@ impl From<InventoryError> for ApiError {
             InventoryError::NotPinned => {
                 ApiError::conflict("CHECKOUT_IN_PROGRESS", "another checkout owns this hold")
             }
+            InventoryError::EventLost => ApiError::unavailable(
+                "INVENTORY_REBUILDING",
+                "this event's seat map is being rebuilt after an inventory failure; retry shortly",
+            )
+            .retry_after(1),
             InventoryError::Journal(message) => {
                 tracing::error!(%message, "hold journal failure");
                 ApiError::unavailable("INVENTORY_UNAVAILABLE", "holds are unavailable right now")

@@ -29,6 +29,7 @@ pub mod http;
 pub mod live;
 pub mod mail;
 pub mod payments;
+pub mod rebuild;
 pub mod refunds;
 pub mod search;
 pub mod stream;
@@ -89,6 +90,8 @@ pub struct Shared {
     /// Rate limits and load shedding.
     pub guard: http::guard::Guard,
     pub ready: AtomicBool,
+    /// The last backend checks of `/readyz`.
+    pub backend_checks: http::health::BackendCheckCache,
     /// Start-up generation: part of availability ETags and stream ids, so that a client
     /// never mistakes a version of a previous run for one of this run.
     pub epoch: u64,
@@ -222,6 +225,7 @@ impl Application {
             queue_clock,
             guard: http::guard::Guard::new(&config),
             ready: AtomicBool::new(false),
+            backend_checks: Default::default(),
             epoch,
             metrics: http::metrics::handle(),
             config,
@@ -335,6 +339,11 @@ async fn start_up(state: AppState, stop: tokio::sync::watch::Receiver<bool>) {
 
 /// Makes an event known to the inventory with its sold seats from the store.
 pub async fn load_event(state: &AppState, id: boxoffice_core::EventId) -> Result<(), StartError> {
+    if state.memory.is_none() {
+        // Shared inventory: its state is built from the store once, under a lock, with
+        // pins and a new epoch (see `rebuild`), whether it is new or was lost.
+        return rebuild::ensure_event(state, id, rebuild::LOAD_WAIT).await;
+    }
     let map = state.store.event_seat_map(id).await?;
     let sold = state
         .store

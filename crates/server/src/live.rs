@@ -50,9 +50,10 @@ where
     response
 }
 
-/// One rendered SSE frame and the versions it spans.
+/// One rendered SSE frame and the versions it spans (within one epoch of the event).
 #[derive(Debug)]
 pub struct Frame {
+    pub epoch: u64,
     pub from: u64,
     pub to: u64,
     pub snapshot: bool,
@@ -104,10 +105,11 @@ pub fn catch_up_frame(epoch: u64, availability: &Availability, changes: Option<&
     if let Some(changes) = changes {
         let delta = delta_frame(epoch, changes);
         if delta.len() <= snapshot_len(availability.bitmap.len()) {
-            return Frame { from: changes.from, to: changes.to, snapshot: false, bytes: delta };
+            return Frame { epoch, from: changes.from, to: changes.to, snapshot: false, bytes: delta };
         }
     }
     Frame {
+        epoch,
         from: availability.version,
         to: availability.version,
         snapshot: true,
@@ -201,11 +203,13 @@ async fn run_feed(state: AppState, feed: Weak<EventFeed>) {
     let interval = Duration::from_millis(state.config.sse_interval_ms);
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut sent: Option<u64> = None;
+    // The epoch and version last sent: a new epoch (the event was rebuilt) starts again
+    // with a snapshot, whatever its versions.
+    let mut sent: Option<(u64, u64)> = None;
     loop {
         ticker.tick().await;
         let Some(feed) = feed.upgrade() else { return };
-        let since = sent.unwrap_or(u64::MAX);
+        let since = sent.map_or(u64::MAX, |(_, version)| version);
         let current = match state.inventory.feed(feed.event, since).await {
             Ok(current) => current,
             Err(e) => {
@@ -213,20 +217,22 @@ async fn run_feed(state: AppState, feed: Weak<EventFeed>) {
                 continue;
             }
         };
-        let version = current.availability.version;
-        if sent == Some(version) {
+        let (epoch, version) = (current.availability.epoch, current.availability.version);
+        if sent == Some((epoch, version)) {
             continue;
         }
         let frame = match (sent, current.changes.as_ref()) {
-            (Some(_), Some(changes)) => catch_up_frame(state.epoch, &current.availability, Some(changes)),
-            _ => catch_up_frame(state.epoch, &current.availability, None),
+            (Some((e, _)), Some(changes)) if e == epoch => {
+                catch_up_frame(epoch, &current.availability, Some(changes))
+            }
+            _ => catch_up_frame(epoch, &current.availability, None),
         };
         if let Some(oldest) = current.changes.as_ref().and_then(|c| c.oldest_change_ms) {
             let now = boxoffice_engine::Clock::now_ms(&boxoffice_engine::SystemClock);
             metrics::histogram!("boxoffice_sse_delta_lag_seconds")
                 .record(now.saturating_sub(oldest) as f64 / 1000.0);
         }
-        sent = Some(version);
+        sent = Some((epoch, version));
         // No receiver is fine: viewers come and go between ticks.
         let _ = feed.tx.send(Arc::new(frame));
     }

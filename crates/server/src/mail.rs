@@ -1,5 +1,5 @@
-//! Ticket mail: one RFC 5322 message per order, with each ticket's QR code inline as an
-//! SVG part, written to `<data-dir>/mail/{order_id}.eml` (a temp file, `fsync`, then a
+//! Ticket mail: one RFC 5322 message per order, with each ticket's QR code inline as a
+//! PNG part (mail clients show PNG inline; most do not show SVG), written to `<data-dir>/mail/{order_id}.eml` (a temp file, `fsync`, then a
 //! rename). The file name is the order id, so a redelivered stream message finds the file
 //! and sends nothing; a crash mid-write leaves only a temp file that the next try
 //! overwrites. Never two mails for one order.
@@ -30,12 +30,12 @@ pub struct EventInfo {
 }
 
 /// Renders the mail of an order: a text and an HTML part, the HTML showing each ticket's
-/// QR code from an inline SVG part. `qr_svg` renders one payload. `None` when the order
+/// QR code from an inline PNG part. `qr_png` renders one payload. `None` when the order
 /// has no (usable) address: tickets are issued but not mailed.
 pub fn render(
     order: &Order,
     event: &EventInfo,
-    qr_svg: impl Fn(&str) -> Result<String, String>,
+    qr_png: impl Fn(&str) -> Result<Vec<u8>, String>,
 ) -> Result<Option<Vec<u8>>, String> {
     let Some(to) = order.email.as_deref() else { return Ok(None) };
     let Ok(to) = to.parse::<Mailbox>() else {
@@ -43,7 +43,7 @@ pub fn render(
         return Ok(None);
     };
     let from: Mailbox = MAIL_FROM.parse().map_err(|e| format!("sender address: {e}"))?;
-    let svg_type = ContentType::parse("image/svg+xml").map_err(|e| format!("content type: {e}"))?;
+    let png_type = ContentType::parse("image/png").map_err(|e| format!("content type: {e}"))?;
     let tickets: Vec<_> = order
         .tickets
         .iter()
@@ -73,10 +73,10 @@ pub fn render(
     html.push_str("</body></html>\n");
     let mut related = MultiPart::related().singlepart(SinglePart::html(html));
     for (ticket, payload) in &tickets {
-        let svg = qr_svg(payload)?;
+        let png = qr_png(payload)?;
         related = related.singlepart(
-            Attachment::new_inline_with_name(ticket.id.to_string(), format!("{}.svg", ticket.id))
-                .body(svg, svg_type.clone()),
+            Attachment::new_inline_with_name(ticket.id.to_string(), format!("{}.png", ticket.id))
+                .body(png, png_type.clone()),
         );
     }
     let body = MultiPart::alternative().singlepart(SinglePart::plain(text)).multipart(related);

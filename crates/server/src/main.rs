@@ -38,6 +38,17 @@ enum Command {
         #[command(subcommand)]
         command: SearchCommand,
     },
+    /// Brings a PostgreSQL database's schema up to date (what every node also does when it
+    /// starts), then exits. Safe to run at any time, from anywhere, more than once.
+    Migrate {
+        /// The database, `postgres://user:password@host:port/name`.
+        #[arg(long, env = "BOXOFFICE_DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        /// Seconds to keep retrying an unreachable database.
+        #[arg(long, env = "BOXOFFICE_BACKEND_CONNECT_TIMEOUT", default_value_t = 30,
+              value_parser = clap::value_parser!(u64).range(1..=3600))]
+        backend_connect_timeout: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -102,6 +113,47 @@ fn main() -> std::process::ExitCode {
         Command::Search { command: SearchCommand::Reindex { data_dir } } => reindex(&data_dir),
         Command::Stream { command: StreamCommand::Replay { from, server } } => stream_replay(from, &server),
         Command::Audit { command: AuditCommand::Verify { event, server } } => audit_verify(&event, &server),
+        Command::Migrate { database_url, backend_connect_timeout } => {
+            migrate(&database_url, std::time::Duration::from_secs(backend_connect_timeout))
+        }
+    }
+}
+
+fn migrate(url: &str, connect_retry: std::time::Duration) -> std::process::ExitCode {
+    init_tracing("warn");
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let mut config = boxoffice_store::PgConfig::new(url);
+    config.connect_retry = connect_retry;
+    let shown = config.redacted_url();
+    match runtime.block_on(boxoffice_store::PgStore::migrate_with(&config)) {
+        Ok(done) if done.applied.is_empty() => {
+            println!(
+                "database {shown} is up to date: {} migrations applied before, none to apply",
+                done.already_applied
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Ok(done) => {
+            for (version, description) in &done.applied {
+                println!("applied migration {version:04} {description}");
+            }
+            println!(
+                "database {shown} migrated: {} migrations applied now, {} before",
+                done.applied.len(),
+                done.already_applied
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cannot migrate database {shown}: {e}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 //! [`SimulatedGateway`] is the default: test tokens decide the outcome (`tok_visa`
 //! approves, `tok_declined` declines, `tok_random` declines at the configured rate,
 //! `tok_timeout` never answers), after a configurable latency. Its ledger is kept in a
-//! file of the data dir (one JSON line per change, `fsync`ed), like a real gateway's
+//! file of the data dir (one JSON line per change, `fsync`ed in groups), like a real gateway's
 //! records that outlive our process.
 
 use std::collections::HashMap;
@@ -102,11 +102,10 @@ struct LedgerEntry {
 struct LedgerFile {
     path: PathBuf,
     file: File,
-    fsync: bool,
 }
 
 impl LedgerFile {
-    fn open(path: &Path, fsync: bool) -> std::io::Result<(LedgerFile, HashMap<String, LedgerEntry>)> {
+    fn open(path: &Path) -> std::io::Result<(LedgerFile, HashMap<String, LedgerEntry>)> {
         let mut entries = HashMap::new();
         match File::open(path) {
             Ok(file) => {
@@ -133,17 +132,14 @@ impl LedgerFile {
         }
         std::fs::rename(&tmp, path)?;
         let file = OpenOptions::new().append(true).open(path)?;
-        Ok((LedgerFile { path: path.to_owned(), file, fsync }, entries))
+        Ok((LedgerFile { path: path.to_owned(), file }, entries))
     }
 
+    /// Appends an entry (not yet synced: see `SimulatedGateway::record`).
     fn append(&mut self, entry: &LedgerEntry) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(entry).expect("ledger entries serialize");
         line.push(b'\n');
-        self.file.write_all(&line)?;
-        if self.fsync {
-            self.file.sync_data()?;
-        }
-        Ok(())
+        self.file.write_all(&line)
     }
 }
 
@@ -154,12 +150,21 @@ pub struct SimulatedGateway {
     ledger: Mutex<HashMap<String, LedgerEntry>>,
     /// `None`: the ledger lives in memory only.
     file: Option<Arc<std::sync::Mutex<LedgerFile>>>,
+    /// Group commit of the ledger file (`None` without `fsync`: a killed process loses
+    /// nothing written, only power loss could).
+    sync: Option<boxoffice_store::GroupSync>,
 }
 
 impl SimulatedGateway {
     /// A gateway whose ledger lives in memory only.
     pub fn new(latency_ms: (u64, u64), failure_rate: f64) -> Self {
-        SimulatedGateway { latency_ms, failure_rate, ledger: Mutex::new(HashMap::new()), file: None }
+        SimulatedGateway {
+            latency_ms,
+            failure_rate,
+            ledger: Mutex::new(HashMap::new()),
+            file: None,
+            sync: None,
+        }
     }
 
     /// A gateway whose ledger is kept in `<data_dir>/gateway_ledger.jsonl`; `fsync` makes
@@ -170,12 +175,14 @@ impl SimulatedGateway {
         failure_rate: f64,
         fsync: bool,
     ) -> std::io::Result<Self> {
-        let (file, entries) = LedgerFile::open(&data_dir.join(LEDGER_FILE), fsync)?;
+        let path = data_dir.join(LEDGER_FILE);
+        let (file, entries) = LedgerFile::open(&path)?;
         Ok(SimulatedGateway {
             latency_ms,
             failure_rate,
             ledger: Mutex::new(entries),
             file: Some(Arc::new(std::sync::Mutex::new(file))),
+            sync: fsync.then(|| boxoffice_store::GroupSync::new(path)),
         })
     }
 
@@ -212,6 +219,11 @@ impl SimulatedGateway {
             .await
             .map_err(|e| PaymentError::Unavailable(format!("ledger writer failed: {e}")))?
             .map_err(|e| PaymentError::Unavailable(format!("ledger write failed: {e}")))?;
+            if let Some(sync) = &self.sync {
+                sync.durable()
+                    .await
+                    .map_err(|e| PaymentError::Unavailable(format!("ledger sync failed: {e}")))?;
+            }
         }
         let mut ledger = self.ledger.lock();
         for entry in entries {

@@ -126,9 +126,106 @@ pub fn qr_svg(payload: &str) -> Result<String, String> {
     Ok(code.render::<qrcode::render::svg::Color<'_>>().min_dimensions(240, 240).quiet_zone(true).build())
 }
 
+/// Pixels per QR module in the PNG form, and the quiet zone in modules.
+const PNG_MODULE_PIXELS: usize = 6;
+const PNG_QUIET_MODULES: usize = 4;
+
+/// The payload as a QR code in PNG (1-bit greyscale; what mail clients show inline).
+pub fn qr_png(payload: &str) -> Result<Vec<u8>, String> {
+    let code =
+        qrcode::QrCode::new(payload.as_bytes()).map_err(|e| format!("cannot render a QR code: {e}"))?;
+    let modules = code.width();
+    let dark = code.to_colors();
+    let side = (modules + 2 * PNG_QUIET_MODULES) * PNG_MODULE_PIXELS;
+    let row_bytes = side.div_ceil(8);
+    // Scanlines: a filter byte (0, none), then the pixels, 1 bit each, 1 = white.
+    let mut raw = Vec::with_capacity((row_bytes + 1) * side);
+    for y in 0..side {
+        raw.push(0);
+        let my = (y / PNG_MODULE_PIXELS).checked_sub(PNG_QUIET_MODULES).filter(|&m| m < modules);
+        let mut byte = 0u8;
+        for x in 0..side {
+            let mx = (x / PNG_MODULE_PIXELS).checked_sub(PNG_QUIET_MODULES).filter(|&m| m < modules);
+            let is_dark =
+                matches!((mx, my), (Some(mx), Some(my)) if dark[my * modules + mx] == qrcode::Color::Dark);
+            byte = (byte << 1) | u8::from(!is_dark);
+            if x % 8 == 7 {
+                raw.push(byte);
+                byte = 0;
+            }
+        }
+        if !side.is_multiple_of(8) {
+            raw.push(byte << (8 - side % 8));
+        }
+    }
+    let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut zlib, &raw).map_err(|e| e.to_string())?;
+    let idat = zlib.finish().map_err(|e| e.to_string())?;
+    let side = u32::try_from(side).map_err(|_| "QR code too large".to_owned())?;
+    let mut ihdr = Vec::with_capacity(13);
+    ihdr.extend_from_slice(&side.to_be_bytes());
+    ihdr.extend_from_slice(&side.to_be_bytes());
+    // Bit depth 1, greyscale, deflate, no filter method beyond 0, no interlace.
+    ihdr.extend_from_slice(&[1, 0, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    for (kind, data) in [(b"IHDR", &ihdr[..]), (b"IDAT", &idat[..]), (b"IEND", &[][..])] {
+        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let start = png.len();
+        png.extend_from_slice(kind);
+        png.extend_from_slice(data);
+        let crc = crc32fast::hash(&png[start..]);
+        png.extend_from_slice(&crc.to_be_bytes());
+    }
+    Ok(png)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_png_is_a_valid_image_of_the_code() {
+        let payload = "bt1.tk_0123456789abcdef.ev_1.42.1.signature";
+        let png = qr_png(payload).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        // Chunks: every CRC matches, IHDR first, IEND last.
+        let mut at = 8;
+        let mut kinds = Vec::new();
+        let mut idat = Vec::new();
+        let mut side = 0;
+        while at < png.len() {
+            let len = u32::from_be_bytes(png[at..at + 4].try_into().unwrap()) as usize;
+            let kind = &png[at + 4..at + 8];
+            let data = &png[at + 8..at + 8 + len];
+            let crc = u32::from_be_bytes(png[at + 8 + len..at + 12 + len].try_into().unwrap());
+            assert_eq!(crc, crc32fast::hash(&png[at + 4..at + 8 + len]));
+            if kind == b"IHDR" {
+                side = u32::from_be_bytes(data[..4].try_into().unwrap()) as usize;
+                assert_eq!(&data[8..], &[1, 0, 0, 0, 0]);
+            }
+            if kind == b"IDAT" {
+                idat.extend_from_slice(data);
+            }
+            kinds.push(String::from_utf8(kind.to_vec()).unwrap());
+            at += 12 + len;
+        }
+        assert_eq!(kinds, ["IHDR", "IDAT", "IEND"]);
+        // The pixels decode back to the code's modules.
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(&idat[..]), &mut raw).unwrap();
+        let row = side.div_ceil(8) + 1;
+        assert_eq!(raw.len(), row * side);
+        let code = qrcode::QrCode::new(payload.as_bytes()).unwrap();
+        let colors = code.to_colors();
+        let pixel = |x: usize, y: usize| raw[y * row + 1 + x / 8] >> (7 - x % 8) & 1 == 1;
+        for my in 0..code.width() {
+            for mx in 0..code.width() {
+                let (x, y) = ((mx + 4) * 6 + 3, (my + 4) * 6 + 3);
+                assert_eq!(!pixel(x, y), colors[my * code.width() + mx] == qrcode::Color::Dark);
+            }
+        }
+        assert!(pixel(0, 0), "a white quiet zone");
+    }
 
     #[test]
     fn a_payload_verifies_and_names_its_ticket() {

@@ -53,6 +53,13 @@ pub fn spawn_all(state: AppState, stop: watch::Receiver<bool>) {
     spawn_loop("reconciler", RECONCILE_INTERVAL, stop.clone(), state.clone(), |state| async move {
         reconcile(&state, ReconcileMode::Periodic).await.map(|_| ())
     });
+    spawn_loop(
+        "inventory rebuild",
+        crate::rebuild::REBUILD_INTERVAL,
+        stop.clone(),
+        state.clone(),
+        crate::rebuild::step,
+    );
     spawn_loop("anti-entropy", ANTI_ENTROPY_INTERVAL, stop.clone(), state.clone(), |state| async move {
         anti_entropy(&state).await.map(|_| ())
     });
@@ -333,7 +340,8 @@ pub async fn anti_entropy(state: &AppState) -> Result<AntiEntropy, String> {
     for event in state.store.all_event_ids().await.map_err(|e| e.to_string())? {
         let engine_sold = match state.inventory.sold_seats(event).await {
             Ok(seats) => seats,
-            Err(InventoryError::UnknownEvent) => continue,
+            // A lost event is rebuilt from the store: nothing to compare until then.
+            Err(InventoryError::UnknownEvent | InventoryError::EventLost) => continue,
             Err(e) => return Err(e.to_string()),
         };
         let store_sold = state.store.sold_seats(event).await.map_err(|e| e.to_string())?;
@@ -517,7 +525,7 @@ pub async fn deliver_tickets(state: &AppState, message: &StreamMessage) -> Resul
         starts_at: crate::http::dto::rfc3339(entry.event.starts_at),
         venue: format!("{}, {}", entry.event.venue.name, entry.event.venue.city),
     };
-    let Some(message_bytes) = crate::mail::render(&order, &event, crate::tickets::qr_svg)? else {
+    let Some(message_bytes) = crate::mail::render(&order, &event, crate::tickets::qr_png)? else {
         metrics::counter!("boxoffice_ticket_mails_total", "result" => "no_address").increment(1);
         return Ok(false);
     };

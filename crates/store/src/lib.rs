@@ -6,6 +6,7 @@
 //! Backends: [`sqlite`] (embedded default) and [`postgres`] (distributed mode). Times are
 //! Unix milliseconds.
 
+pub mod group_sync;
 pub mod postgres;
 pub mod sqlite;
 
@@ -15,7 +16,8 @@ use async_trait::async_trait;
 use boxoffice_core::{EventId, HoldId, Money, OrderId, SeatMap, TicketId, UnixMs, UserId};
 use serde::{Deserialize, Serialize};
 
-pub use postgres::{PgConfig, PgStore};
+pub use group_sync::GroupSync;
+pub use postgres::{Migrated, PgConfig, PgStore};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -572,6 +574,11 @@ pub enum KeyClaim {
     InProgress,
 }
 
+/// An idempotency key still `in_progress` this long after its claim belongs to a request
+/// whose process died (no request runs this long: checkouts are bounded by the payment
+/// timeout and the pin): a new claim with the same body takes it over.
+pub const KEY_CLAIM_ABANDONED_MS: u64 = 5 * 60 * 1000;
+
 /// Scope of an idempotency key: a user and a route (e.g. `POST /v1/holds/{id}/checkout`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyScope<'a> {
@@ -587,6 +594,9 @@ pub trait Store: Send + Sync + 'static {
     /// Sets `key` only if absent; returns whether it was set. Used for once-only work
     /// such as demo seeding.
     async fn meta_set_if_absent(&self, key: &str, value: &str) -> Result<bool>;
+
+    /// A trivial read that reaches the database (`/readyz`): fails when it cannot.
+    async fn ping(&self) -> Result<()>;
 
     // --- catalog ---
     async fn create_venue(&self, venue: NewVenue) -> Result<Venue>;

@@ -191,6 +191,43 @@ pub struct PgStore {
     event_maps: Mutex<HashMap<EventId, Arc<SeatMap>>>,
 }
 
+/// What [`PgStore::migrate`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Migrated {
+    /// The migrations this call applied (version, description), in order.
+    pub applied: Vec<(i64, String)>,
+    /// How many were applied before it.
+    pub already_applied: usize,
+}
+
+/// Runs the migrator under its advisory lock, taken here first so that what was applied
+/// before is read without another node's migration in between (`run_direct` takes the
+/// lock again: a session's advisory locks stack).
+async fn migrate_locked(conn: &mut PgConnection) -> Result<Migrated> {
+    use sqlx::migrate::Migrate;
+    let migrator = sqlx::migrate!("./migrations/postgres");
+    conn.lock().await?;
+    let result = async {
+        conn.ensure_migrations_table().await?;
+        let before: HashSet<i64> =
+            conn.list_applied_migrations().await?.into_iter().map(|m| m.version).collect();
+        // `run_direct` rather than `run`: `run` goes through `Acquire`, whose lifetimes make
+        // this future not `Send` for every lifetime, so it could not be spawned.
+        migrator.run_direct(&mut *conn).await?;
+        let applied = migrator
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration() && !before.contains(&m.version))
+            .map(|m| (m.version, m.description.to_string()))
+            .collect();
+        Ok::<_, StoreError>(Migrated { applied, already_applied: before.len() })
+    }
+    .await;
+    let unlocked = conn.unlock().await;
+    let migrated = result?;
+    unlocked?;
+    Ok(migrated)
+}
+
 impl fmt::Debug for PgStore {
     // Hand-written: the cached seat maps would print megabytes.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -221,25 +258,23 @@ impl PgStore {
 
     /// Applies the migrations that the database at `url` lacks (`boxoffice migrate`), with
     /// the default connection settings.
-    pub async fn migrate(url: &str) -> Result<()> {
+    pub async fn migrate(url: &str) -> Result<Migrated> {
         Self::migrate_with(&PgConfig::new(url)).await
     }
 
     /// Applies the missing migrations through a connection of their own, without the
     /// statement and lock timeouts of the pool: a migration may rewrite a big table, and a
     /// node waits for another node's migration to finish rather than fail.
-    pub async fn migrate_with(config: &PgConfig) -> Result<()> {
+    pub async fn migrate_with(config: &PgConfig) -> Result<Migrated> {
         let options = config.connect_options()?;
         let mut conn = retry_connect(config, || PgConnection::connect_with(&options)).await?;
-        // `run_direct` rather than `run`: `run` goes through `Acquire`, whose lifetimes make
-        // this future not `Send` for every lifetime, so it could not be spawned.
-        let migrated = sqlx::migrate!("./migrations/postgres").run_direct(&mut conn).await;
+        let migrated = migrate_locked(&mut conn).await;
         // Closing ends the session and so releases the advisory lock, even when a
         // migration failed while holding it.
         let closed = conn.close().await;
-        migrated?;
+        let migrated = migrated?;
         closed?;
-        Ok(())
+        Ok(migrated)
     }
 
     /// The connection pool, for maintenance and tests that need SQL the [`Store`] trait
@@ -307,6 +342,11 @@ impl Store for PgStore {
             .bind(key)
             .fetch_optional(&self.pool)
             .await?)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
 
     async fn meta_set_if_absent(&self, key: &str, value: &str) -> Result<bool> {
@@ -1393,6 +1433,22 @@ impl Store for PgStore {
             .execute(&self.pool)
             .await?;
             if inserted.rows_affected() == 1 {
+                return Ok(KeyClaim::Claimed);
+            }
+            // A claim abandoned by a dead process: the row lock lets one taker win.
+            let taken_over = sqlx::query(
+                "UPDATE idempotency_keys SET created_at = $1 WHERE user_id = $2 AND route = $3 AND key = $4 \
+                 AND state = 'in_progress' AND body_sha256 = $5 AND created_at < $6",
+            )
+            .bind(now)
+            .bind(scope.user.as_str())
+            .bind(scope.route)
+            .bind(scope.key)
+            .bind(&body_sha256[..])
+            .bind(now.saturating_sub(crate::KEY_CLAIM_ABANDONED_MS as i64))
+            .execute(&self.pool)
+            .await?;
+            if taken_over.rows_affected() == 1 {
                 return Ok(KeyClaim::Claimed);
             }
             let row: Option<KeyRow> = sqlx::query_as(

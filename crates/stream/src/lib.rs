@@ -114,6 +114,12 @@ pub trait TicketStream: Send + Sync + 'static {
 
     /// Whether published messages survive a restart of this process.
     fn durable(&self) -> bool;
+
+    /// Checks that the stream's backend answers (`/readyz`): by default a read of the
+    /// newest offset, one round trip to the broker.
+    async fn ping(&self) -> Result<(), StreamError> {
+        self.last_offset().await.map(|_| ())
+    }
 }
 
 /// One member of a durable consumer.

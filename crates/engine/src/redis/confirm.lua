@@ -1,6 +1,6 @@
 -- confirm: ARGV 4 nonce, 5 attempt.
 if not begin() then
-  return err('UNKNOWN_HOLD')
+  return err('UNKNOWN_EVENT')
 end
 local nonce = ARGV[4]
 local h = load_hold(nonce)

@@ -1,5 +1,5 @@
 -- feed: ARGV 4 the version the reader has.
--- Returns {'ok', version, seats, held, sold, bitmap, covered, records after it}.
+-- Returns {'ok', version, seats, held, sold, bitmap, covered, records after it, epoch}.
 if not begin() then
   return err('UNKNOWN_EVENT')
 end
@@ -12,4 +12,5 @@ if since <= v and since >= floor_version() then
     records = redis.call('XRANGE', K_CHANGES, (since + 1) .. '-0', '+')
   end
 end
-return {'ok', v, n, held, sold, redis.call('GET', K_BITS), covered, records}
+local epoch = tonumber(redis.call('HGET', K_META, 'epoch') or '0')
+return {'ok', v, n, held, sold, redis.call('GET', K_BITS), covered, records, epoch}

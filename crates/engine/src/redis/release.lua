@@ -1,6 +1,6 @@
 -- release: ARGV 4 nonce.
 if not begin() then
-  return err('UNKNOWN_HOLD')
+  return err('UNKNOWN_EVENT')
 end
 local nonce = ARGV[4]
 local h = load_hold(nonce)

@@ -44,7 +44,7 @@ async fn get_availability(
     state.catalog.event(state.store.as_ref(), event).await?;
     let availability = state.inventory.availability(event).await?;
     let json = wants_json(&headers);
-    let etag = format!("\"{}.{}{}\"", state.epoch, availability.version, if json { "j" } else { "b" });
+    let etag = format!("\"{}.{}{}\"", availability.epoch, availability.version, if json { "j" } else { "b" });
     let common = [
         (header::ETAG, HeaderValue::from_str(&etag).expect("etags are ASCII")),
         (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=1")),

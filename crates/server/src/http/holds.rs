@@ -182,7 +182,10 @@ async fn hold(
     let retry = state.memory.is_none().then(|| request.clone());
     let held = match (state.inventory.hold(request).await, retry) {
         (Err(InventoryError::UnknownEvent), Some(request)) => {
-            crate::load_event(state, request.event).await.map_err(|e| ApiError::internal(e.to_string()))?;
+            crate::load_event(state, request.event).await.map_err(|e| match e {
+                crate::StartError::Inventory(e) => ApiError::from(e),
+                other => ApiError::internal(other.to_string()),
+            })?;
             state.inventory.hold(request).await
         }
         (other, _) => other,

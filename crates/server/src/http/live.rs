@@ -24,12 +24,13 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(availability_stream))
 }
 
-/// `Last-Event-ID: <epoch>.<version>` of this run of the server.
-fn resume_version(headers: &HeaderMap, epoch: u64) -> Option<u64> {
+/// `Last-Event-ID: <epoch>.<version>`: a version counts only within the event's current
+/// epoch (a new one starts when the event's state is rebuilt, or the embedded server
+/// restarts).
+fn resume_id(headers: &HeaderMap) -> Option<(u64, u64)> {
     let id = headers.get("last-event-id")?.to_str().ok()?;
     let (e, v) = id.trim().split_once('.')?;
-    (e.parse::<u64>().ok()? == epoch).then_some(())?;
-    v.parse().ok()
+    Some((e.parse().ok()?, v.parse().ok()?))
 }
 
 /// Live availability: `event: snapshot` first (or, resuming with `Last-Event-ID`, the
@@ -55,18 +56,21 @@ async fn availability_stream(
     let feed = state.live.feed(&state, event);
     // Subscribe before reading the start, so no frame after it is missed.
     let rx = feed.tx.subscribe();
-    let resume = resume_version(&headers, state.epoch);
-    let current = state.inventory.feed(event, resume.unwrap_or(u64::MAX)).await?;
+    let resume = resume_id(&headers);
+    let current = state.inventory.feed(event, resume.map_or(u64::MAX, |(_, v)| v)).await?;
+    let epoch = current.availability.epoch;
+    let resume = resume.filter(|&(e, _)| e == epoch).map(|(_, v)| v);
     let first = match (resume, current.changes.as_ref()) {
         (Some(v), Some(_)) if v == current.availability.version => None,
-        (Some(_), Some(changes)) => Some(catch_up_frame(state.epoch, &current.availability, Some(changes))),
-        _ => Some(catch_up_frame(state.epoch, &current.availability, None)),
+        (Some(_), Some(changes)) => Some(catch_up_frame(epoch, &current.availability, Some(changes))),
+        _ => Some(catch_up_frame(epoch, &current.availability, None)),
     };
     let viewer = Viewer {
         state,
         event,
         _feed: feed,
         rx,
+        epoch,
         version: current.availability.version,
         catch_ups: 0,
         first: first.map(|f| f.bytes),
@@ -82,7 +86,8 @@ struct Viewer {
     /// Keeps the event's feed running while this viewer watches.
     _feed: Arc<EventFeed>,
     rx: tokio::sync::broadcast::Receiver<Arc<Frame>>,
-    /// The version the viewer's map is at.
+    /// The epoch and version the viewer's map is at.
+    epoch: u64,
     version: u64,
     catch_ups: u32,
     first: Option<Bytes>,
@@ -100,6 +105,14 @@ async fn next_frame(mut viewer: Viewer) -> Option<(Result<Bytes, Infallible>, Vi
         };
         match received {
             Ok(frame) => {
+                if frame.epoch != viewer.epoch {
+                    // The event was rebuilt: only a snapshot of the new epoch follows on.
+                    if frame.snapshot {
+                        (viewer.epoch, viewer.version) = (frame.epoch, frame.to);
+                        return Some((Ok(frame.bytes.clone()), viewer));
+                    }
+                    return catch_up(viewer).await;
+                }
                 if frame.to <= viewer.version {
                     continue;
                 }
@@ -126,7 +139,10 @@ async fn next_frame(mut viewer: Viewer) -> Option<(Result<Bytes, Infallible>, Vi
 
 async fn catch_up(mut viewer: Viewer) -> Option<(Result<Bytes, Infallible>, Viewer)> {
     let current = viewer.state.inventory.feed(viewer.event, viewer.version).await.ok()?;
-    let frame = catch_up_frame(viewer.state.epoch, &current.availability, current.changes.as_ref());
+    let epoch = current.availability.epoch;
+    let changes = current.changes.as_ref().filter(|_| epoch == viewer.epoch);
+    let frame = catch_up_frame(epoch, &current.availability, changes);
+    viewer.epoch = epoch;
     if frame.snapshot {
         metrics::counter!("boxoffice_sse_resnapshots_total").increment(1);
     }

@@ -55,4 +55,8 @@ fn describe() {
     );
     metrics::describe_counter!("boxoffice_rate_limited_total", "Requests refused by a rate limit, by scope");
     metrics::describe_gauge!("boxoffice_limit", "Configured limits by name");
+    metrics::describe_gauge!(
+        "boxoffice_backend_up",
+        "Whether the backend answered the last readiness check (1) or not (0), by backend"
+    );
 }

@@ -122,7 +122,7 @@ async fn my_orders(
 
 /// Refunds an order, whole or the chosen tickets (owner or admin). Tickets are voided and
 /// the payment returned through the gateway (idempotent: refunded tickets are skipped).
-/// The seats return to sale at the next start-up (`refund.seats_on_sale`).
+/// The seats are back on sale at once (the live map shows them).
 #[utoipa::path(post, path = "/v1/orders/{order_id}/refund", tag = "orders", request_body = RefundBody,
     params(("order_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     security(("bearer" = [])),

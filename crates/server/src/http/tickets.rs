@@ -1,5 +1,5 @@
-//! Tickets: `GET /v1/tickets/{id}` and its QR code `GET /v1/tickets/{id}/qr.svg` (owner or
-//! admin), and the door scan `POST /v1/tickets/verify` (staff or admin): a payload whose
+//! Tickets: `GET /v1/tickets/{id}` and its QR code `GET /v1/tickets/{id}/qr.svg` or
+//! `qr.png` (owner or admin), and the door scan `POST /v1/tickets/verify` (staff or admin): a payload whose
 //! signature, ticket, event, seat and revision all check out marks the ticket scanned,
 //! atomically, so a second scan of the same ticket says `already_scanned`.
 
@@ -20,7 +20,11 @@ use crate::extract::ApiJson;
 use crate::http::dto::{ErrorBody, TicketDetailDto, VerifyBody, VerifyDto};
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(get_ticket)).routes(routes!(ticket_qr)).routes(routes!(verify_ticket))
+    OpenApiRouter::new()
+        .routes(routes!(get_ticket))
+        .routes(routes!(ticket_qr))
+        .routes(routes!(ticket_qr_png))
+        .routes(routes!(verify_ticket))
 }
 
 /// The ticket as its owner (or an admin) sees it; 404 to anyone else.
@@ -63,6 +67,23 @@ async fn ticket_qr(
     let payload = ticket.qr_payload.ok_or_else(|| ApiError::not_found("QR code of this ticket"))?;
     let svg = crate::tickets::qr_svg(&payload).map_err(ApiError::internal)?;
     Ok(([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "private, no-store")], svg)
+        .into_response())
+}
+
+/// The ticket's QR code as PNG (owner or admin).
+#[utoipa::path(get, path = "/v1/tickets/{ticket_id}/qr.png", tag = "tickets", params(("ticket_id" = String, Path)),
+    security(("bearer" = [])),
+    responses((status = 200, description = "the QR code of the signed payload", content_type = "image/png"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn ticket_qr_png(
+    State(state): State<AppState>,
+    caller: Arc<Caller>,
+    Path(ticket_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let ticket = owned_ticket(&state, &caller, &ticket_id).await?;
+    let payload = ticket.qr_payload.ok_or_else(|| ApiError::not_found("QR code of this ticket"))?;
+    let png = crate::tickets::qr_png(&payload).map_err(ApiError::internal)?;
+    Ok(([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "private, no-store")], png)
         .into_response())
 }
 

@@ -7,43 +7,33 @@ use std::collections::BTreeMap;
 use boxoffice_core::EventId;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sqlx::Connection;
 
 use crate::helpers::{TestApp, bit, spawn_with};
-
-fn postgres_server() -> String {
-    std::env::var("BOXOFFICE_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
-
-fn redis_url() -> String {
-    std::env::var("BOXOFFICE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
+use crate::services::{FreshDatabase, redis_url};
 
 /// A database and a Redis key prefix of one test, both removed when dropped.
-struct Backends {
-    database: String,
-    prefix: String,
+pub struct Backends {
+    pub database: FreshDatabase,
+    pub prefix: String,
 }
 
 impl Backends {
-    async fn fresh() -> Backends {
+    pub async fn fresh() -> Backends {
         let id: u64 = rand::random();
-        let database = format!("bo_t_{id:016x}");
-        let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", postgres_server()))
-            .await
-            .unwrap_or_else(|e| panic!("these tests need PostgreSQL at {}: {e}", postgres_server()));
-        sqlx::query(&format!("CREATE DATABASE {database}")).execute(&mut admin).await.unwrap();
-        admin.close().await.unwrap();
-        Backends { database, prefix: format!("bo-test-{id:016x}:") }
+        Backends { database: FreshDatabase::create().await, prefix: format!("bo-test-{id:016x}:") }
     }
 
-    async fn node(&self, audit_writer: bool) -> TestApp {
-        let url = format!("{}/{}", postgres_server(), self.database);
-        let prefix = self.prefix.clone();
+    pub async fn node(&self, audit_writer: bool) -> TestApp {
+        self.node_on(&redis_url(), audit_writer).await
+    }
+
+    /// A node whose inventory is in the Redis at `redis` (under this test's prefix).
+    pub async fn node_on(&self, redis: &str, audit_writer: bool) -> TestApp {
+        let (url, redis, prefix) = (self.database.url(), redis.to_owned(), self.prefix.clone());
         spawn_with(move |c| {
             c.database_url = Some(url);
             c.database_pool_size = 4;
-            c.redis_url = Some(redis_url());
+            c.redis_url = Some(redis);
             c.redis_key_prefix = prefix;
             c.audit_writer = audit_writer;
         })
@@ -52,19 +42,13 @@ impl Backends {
 }
 
 impl Drop for Backends {
+    // The database drops itself after this.
     fn drop(&mut self) {
-        let (database, prefix) = (self.database.clone(), self.prefix.clone());
+        let prefix = self.prefix.clone();
         // Its own thread and runtime: this may run during a panic.
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async {
-                if let Ok(mut admin) =
-                    sqlx::PgConnection::connect(&format!("{}/postgres", postgres_server())).await
-                {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-                        .execute(&mut admin)
-                        .await;
-                }
                 if let Ok(client) = redis::Client::open(redis_url())
                     && let Ok(mut conn) = client.get_multiplexed_async_connection().await
                 {

@@ -273,6 +273,7 @@ async fn openapi_lists_exactly_the_routes_the_server_serves() {
         "/v1/me/orders",
         "/v1/tickets/{ticket_id}",
         "/v1/tickets/{ticket_id}/qr.svg",
+        "/v1/tickets/{ticket_id}/qr.png",
         "/v1/tickets/verify",
         "/v1/venues",
         "/v1/performers",

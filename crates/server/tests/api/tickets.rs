@@ -68,6 +68,12 @@ async fn a_ticket_shows_its_owner_its_status_and_signed_qr_payload_and_404_to_ot
     assert!(text.contains("<svg") && text.contains("</svg>"), "{text}");
     let hidden = send_raw(app.client.get(app.url(&format!("{path}/qr.svg"))).bearer_auth(&bob)).await;
     assert_error(hidden.status, &hidden.json(), 404, "NOT_FOUND");
+    let png = send_raw(app.client.get(app.url(&format!("{path}/qr.png"))).bearer_auth(&alice)).await;
+    assert_eq!(png.status, StatusCode::OK);
+    assert_eq!(png.header("content-type"), Some("image/png"));
+    assert!(png.body.starts_with(b"\x89PNG\r\n\x1a\n") && png.body.ends_with(&[0xae, 0x42, 0x60, 0x82]));
+    let hidden = send_raw(app.client.get(app.url(&format!("{path}/qr.png"))).bearer_auth(&bob)).await;
+    assert_error(hidden.status, &hidden.json(), 404, "NOT_FOUND");
 }
 
 #[tokio::test]
@@ -201,7 +207,7 @@ async fn the_ticket_mail_is_written_once_per_order_with_each_qr_code_inline() {
     );
     assert!(text.split("\r\n").all(|line| !line.contains('\n')), "CRLF line ends");
     assert!(body.contains("Content-Type: multipart/related"));
-    assert_eq!(body.matches("Content-Type: image/svg+xml").count(), 2, "one QR code per ticket");
+    assert_eq!(body.matches("Content-Type: image/png").count(), 2, "one QR code per ticket");
     for ticket in order["tickets"].as_array().unwrap() {
         let id = ticket["ticket_id"].as_str().unwrap();
         assert!(body.contains(&format!("Content-ID: <{id}>")), "inline part of {id}");
