@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use boxoffice_core::{EventId, HoldId, HoldStatus, OrderId, UserId};
+use boxoffice_core::{EventId, HoldId, OrderId, UserId};
 use boxoffice_engine::{ChangeKind, ChangeRecord, Inventory, InventoryError};
 use boxoffice_store::{AuditType, NewAuditRecord, Store};
 use serde::Serialize;
@@ -172,7 +172,8 @@ impl AuditWriter {
                 Some(&is_live) => is_live,
                 None => {
                     let is_live = match self.inventory.hold_view(hold).await {
-                        Ok(view) => matches!(view.status, HoldStatus::Held | HoldStatus::Confirming),
+                        // Known, live or ended: the history records its end itself.
+                        Ok(_) => true,
                         Err(InventoryError::UnknownHold | InventoryError::UnknownEvent) => false,
                         Err(e) => return Err(e.to_string()),
                     };
@@ -203,7 +204,7 @@ pub const HELD_RECORD_WAIT: Duration = Duration::from_secs(5);
 /// records come after them: the writing node drains the event; another node waits for
 /// the writer (which drains every [`DRAIN_INTERVAL`]).
 pub async fn ensure_held_recorded(state: &crate::AppState, hold: HoldId) -> Result<(), String> {
-    if state.config.audit_writer {
+    if state.config.writes_audit() {
         return state.audit.drain(hold.event).await.map(|_| ());
     }
     let started = std::time::Instant::now();

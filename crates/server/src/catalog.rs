@@ -26,14 +26,20 @@ pub struct EventEntry {
     pub holds_made: std::sync::atomic::AtomicU64,
 }
 
-/// `GET /v1/events/{id}/seats`, rendered once (the geometry never changes), plain and
-/// gzip-compressed (a 60,000-seat map is about 5 MB of JSON, far less compressed).
+/// `GET /v1/events/{id}/seats`, rendered once (the geometry never changes), plain, gzip-
+/// and brotli-compressed (a 60,000-seat map is about 5 MB of JSON, far less compressed).
 pub struct SeatsDocument {
     pub plain: Bytes,
     pub gzip: Bytes,
+    pub brotli: Bytes,
     pub etag: String,
     pub gzip_etag: String,
+    pub brotli_etag: String,
 }
+
+/// Brotli settings for the seat geometry: compressed once per event, served many times.
+const BROTLI_QUALITY: u32 = 9;
+const BROTLI_WINDOW_BITS: u32 = 22;
 
 impl EventEntry {
     pub fn new(event: Event, map: Arc<SeatMap>) -> Result<Self, StoreError> {
@@ -70,11 +76,19 @@ impl EventEntry {
             let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
             std::io::Write::write_all(&mut encoder, &body).expect("writing to memory cannot fail");
             let gzip = encoder.finish().expect("compressing into memory cannot fail");
+            let mut brotli = Vec::new();
+            {
+                let mut writer =
+                    brotli::CompressorWriter::new(&mut brotli, 64 * 1024, BROTLI_QUALITY, BROTLI_WINDOW_BITS);
+                std::io::Write::write_all(&mut writer, &body).expect("writing to memory cannot fail");
+            }
             SeatsDocument {
                 plain: Bytes::from(body),
                 gzip: Bytes::from(gzip),
+                brotli: Bytes::from(brotli),
                 etag: format!("\"seats-{}\"", self.event.id),
                 gzip_etag: format!("\"seats-{}-gz\"", self.event.id),
+                brotli_etag: format!("\"seats-{}-br\"", self.event.id),
             }
         })
     }

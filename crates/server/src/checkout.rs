@@ -257,11 +257,28 @@ pub(crate) async fn commit_order(
         tickets,
         created_at: now_ms(),
     };
-    if state.memory.is_none() && state.inventory.hold_view(hold).await == Err(InventoryError::UnknownHold) {
-        // The shared inventory lost the hold (it was rebuilt before this attempt was on
-        // record): nothing may be sold from it; the payment goes back.
-        abandon(state, hold, &attempt).await;
-        return Err(hold_lost());
+    if state.memory.is_none() {
+        // The shared inventory may have lost the event: wait out a rebuild (it restores
+        // this pin from the attempt on record), but never commit while the event is lost.
+        let mut view = state.inventory.hold_view(hold).await;
+        let waited = std::time::Instant::now();
+        while view == Err(InventoryError::EventLost) && waited.elapsed() < LOST_EVENT_WAIT {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            view = state.inventory.hold_view(hold).await;
+        }
+        match view {
+            Ok(_) => {}
+            // Lost with the inventory (rebuilt before this attempt was on record): nothing
+            // may be sold from it; the payment goes back.
+            Err(InventoryError::UnknownHold) => {
+                abandon(state, hold, &attempt).await;
+                return Err(hold_lost());
+            }
+            Err(e) => {
+                tracing::warn!(%hold, error = %e, "inventory unavailable at the order commit; the reconciler settles");
+                return Err(payments_unavailable(&unsettled(deadline_ms)));
+            }
+        }
     }
     let order = match state.store.create_order(order).await {
         Ok(order) => order,
@@ -299,7 +316,7 @@ pub(crate) async fn commit_order(
     if let Err(e) = state.inventory.confirm(hold, &attempt).await {
         // The order is the truth; the reconciler marks the seats sold from it.
         tracing::error!(%hold, error = %e, "order committed but the inventory did not confirm it");
-        if e == InventoryError::UnknownHold {
+        if matches!(e, InventoryError::UnknownHold | InventoryError::EventLost) {
             // The inventory lost the hold after the check above: the seats are sold now,
             // not at the next anti-entropy pass.
             let sold = seats.iter().map(|&i| SoldSeat { seat_index: i, user: order.user.clone() }).collect();
@@ -314,6 +331,9 @@ pub(crate) async fn commit_order(
     metrics::counter!("boxoffice_checkouts_total", "result" => "confirmed").increment(1);
     Ok(order)
 }
+
+/// How long an order commit waits for the rebuild of an event the inventory lost.
+const LOST_EVENT_WAIT: Duration = Duration::from_secs(3);
 
 fn hold_lost() -> ApiError {
     ApiError::new(

@@ -69,10 +69,10 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub backend_connect_timeout: u64,
     /// Whether this node writes the hold-side audit history from the inventory's change
-    /// feed. Exactly one node of a distributed deployment must (an embedded server always
-    /// does).
-    #[arg(long, env = "BOXOFFICE_AUDIT_WRITER", default_value_t = true, action = clap::ArgAction::Set)]
-    pub audit_writer: bool,
+    /// feed: exactly one node of a distributed deployment must. Default: yes when embedded,
+    /// no in distributed mode (name the one writer explicitly with `true`).
+    #[arg(long, env = "BOXOFFICE_AUDIT_WRITER", action = clap::ArgAction::Set)]
+    pub audit_writer: Option<bool>,
     /// Orders refunded per second by the job that refunds a cancelled event.
     #[arg(long, env = "BOXOFFICE_CANCEL_REFUNDS_PER_SECOND", default_value_t = 20,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -173,7 +173,7 @@ impl Config {
             database_url: None,
             database_pool_size: 16,
             backend_connect_timeout: 30,
-            audit_writer: true,
+            audit_writer: None,
             payment_gateway: "simulated".into(),
             stripe_secret_key: None,
             stripe_base_url: "https://api.stripe.com".into(),
@@ -202,6 +202,21 @@ impl Config {
             max_seats_per_hold: self.max_seats_per_hold,
             max_seats_per_user_per_event: self.max_seats_per_user,
             hold_ttl_ms: self.hold_ttl * 1000,
+        }
+    }
+
+    /// Whether this node writes the hold-side audit history (see `--audit-writer`).
+    pub fn writes_audit(&self) -> bool {
+        self.audit_writer.unwrap_or(!self.distributed())
+    }
+
+    /// Distributed mode needs both shared backends: a shared inventory beside a private
+    /// store (or the reverse) would let one node undo another's sales.
+    pub fn check_backends(&self) -> Result<(), String> {
+        match (&self.redis_url, &self.database_url) {
+            (Some(_), None) => Err("--redis-url needs --database-url: distributed mode shares both".into()),
+            (None, Some(_)) => Err("--database-url needs --redis-url: distributed mode shares both".into()),
+            _ => Ok(()),
         }
     }
 

@@ -172,6 +172,7 @@ impl Application {
         let io = |source| StartError::DataDir { dir: dir.display().to_string(), source };
         let lock = lock_data_dir(&dir)?;
         fault::init().map_err(StartError::Config)?;
+        config.check_backends().map_err(StartError::Config)?;
         let store = backends::open_store(&config, &dir).await?;
         let secret = match &config.jwt_secret {
             Some(secret) => secret.as_bytes().to_vec(),
@@ -299,7 +300,7 @@ async fn start_up(state: AppState, stop: tokio::sync::watch::Receiver<bool>) {
         }
         // The audit history catches up with the recovered inventory and closes what the
         // restart ended. (A shared inventory loses nothing when a node restarts.)
-        if state.config.audit_writer {
+        if state.config.writes_audit() {
             let written = state.audit.drain_all().await.map_err(StartError::Audit)?;
             let mut settled = 0;
             if state.memory.is_some() {

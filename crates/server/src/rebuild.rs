@@ -100,10 +100,25 @@ async fn rebuild(state: &AppState, event: EventId, map: Arc<SeatMap>, lock: &str
     let (sold_seats, pinned) = (sold.len(), pins.len());
     let truth = EventTruth { epoch, version, sold, pins };
     let initialized = state.inventory.finish_rebuild(event, map, lock, truth).await?;
+    if initialized {
+        // Orders that committed after the tickets were read above: their seats are SOLD
+        // now rather than at the next anti-entropy pass.
+        let late: Vec<SoldSeat> = state
+            .store
+            .sold_seats(event)
+            .await?
+            .into_iter()
+            .map(|s| SoldSeat { seat_index: s.seat_index, user: s.user })
+            .collect();
+        let marked = state.inventory.mark_sold(event, late).await?;
+        if !marked.is_empty() {
+            tracing::warn!(%event, seats = marked.len(), "seats sold during the rebuild marked sold");
+        }
+    }
     if initialized && previous.is_some() {
         metrics::counter!("boxoffice_inventory_rebuilds_total").increment(1);
         tracing::warn!(%event, epoch, sold_seats, pinned, "event rebuilt from the order store after the inventory lost it");
-        if state.config.audit_writer {
+        if state.config.writes_audit() {
             // Holds the history shows live that were lost get their SEAT_RELEASED.
             let now = crate::workers::now_ms();
             if let Err(e) = state.audit.settle_after_restart(event, now).await {

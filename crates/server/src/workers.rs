@@ -63,7 +63,7 @@ pub fn spawn_all(state: AppState, stop: watch::Receiver<bool>) {
     spawn_loop("anti-entropy", ANTI_ENTROPY_INTERVAL, stop.clone(), state.clone(), |state| async move {
         anti_entropy(&state).await.map(|_| ())
     });
-    if state.config.audit_writer {
+    if state.config.writes_audit() {
         spawn_loop(
             "audit writer",
             crate::audit::DRAIN_INTERVAL,
@@ -176,7 +176,14 @@ pub async fn reconcile(state: &AppState, mode: ReconcileMode) -> Result<Reconcil
         }
         if let Some(attempt) = attempt.as_ref().filter(|a| a.state.is_open()) {
             match settle_unpaid(state, attempt, &mut done).await {
-                Ok(()) => {}
+                Ok(Settled::NoOrder) => {}
+                Ok(Settled::OrderWon) => {
+                    // The checkout committed its order just in time: the sale stands.
+                    if state.inventory.confirm(pin.hold, &pin.attempt).await.is_ok() {
+                        done.fixed("confirmed", &pin.hold);
+                    }
+                    continue;
+                }
                 Err(e) => {
                     // Keep the pin: the gateway must answer before the seats go back.
                     tracing::warn!(hold = %pin.hold, attempt = %pin.attempt, error = %e, "cannot settle a stale checkout yet");
@@ -203,10 +210,12 @@ pub async fn reconcile(state: &AppState, mode: ReconcileMode) -> Result<Reconcil
         let result = match &attempt.order {
             Some(order) => complete_paid(state, &attempt, order, &mut done).await,
             None => match settle_unpaid(state, &attempt, &mut done).await {
-                Ok(()) => {
+                Ok(Settled::NoOrder) => {
                     release_after_settling(state, &attempt, mode, &mut done).await;
                     Ok(())
                 }
+                // Committed meanwhile: the next pass completes it as paid.
+                Ok(Settled::OrderWon) => Ok(()),
                 Err(e) => Err(e),
             },
         };
@@ -254,36 +263,67 @@ async fn complete_paid(
     Ok(())
 }
 
+/// How [`settle_unpaid`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    /// No order can commit for the attempt any more; its payment is given back.
+    NoOrder,
+    /// The attempt's order committed first: it is paid, not to be undone.
+    OrderWon,
+}
+
 /// An attempt without an order: whatever the gateway holds is given back, by its key.
+///
+/// The attempt is closed in the store *before* the gateway hears of it: the order
+/// transaction commits only on an `authorized` attempt, and the close refuses an attempt
+/// with an order, both under the attempt's lock. So either the close wins and no order can
+/// follow, or the order won and this pass must not void its payment nor free its seats.
 async fn settle_unpaid(
     state: &AppState,
     attempt: &PaymentAttempt,
     done: &mut Reconciled,
-) -> Result<(), String> {
+) -> Result<Settled, String> {
     let key = &attempt.gateway_key;
     let ledger = state.gateway.retrieve(key).await.map_err(|e| e.to_string())?;
     let (to, action) = match ledger {
         Some(LedgerState::Declined) => (AttemptState::Declined, "declined"),
+        Some(LedgerState::Captured | LedgerState::Refunded) => (AttemptState::Refunded, "refunded"),
+        // Authorized, pending, voided, or never seen (then the void burns the key, so that
+        // an authorization still on its way is refused).
+        Some(LedgerState::Authorized | LedgerState::Pending | LedgerState::Voided) | None => {
+            (AttemptState::Voided, "voided")
+        }
+    };
+    if !set_state(state, &attempt.id, &AttemptState::OPEN, to, None).await {
+        let current = state.store.attempt(&attempt.id).await.map_err(|e| e.to_string())?;
+        if current.order.is_some() {
+            return Ok(Settled::OrderWon);
+        }
+        if current.state.is_open() {
+            return Err("the attempt could not be closed; retrying".into());
+        }
+        // Closed by another pass or node: give back the payment again (idempotent by key).
+    }
+    match ledger {
         Some(LedgerState::Captured) => {
             state
                 .gateway
                 .refund(&format!("refund:{}", attempt.id), key, attempt.amount)
                 .await
                 .map_err(|e| e.to_string())?;
-            (AttemptState::Refunded, "refunded")
         }
-        Some(LedgerState::Refunded) => (AttemptState::Refunded, "refunded"),
-        // Authorized, pending, voided, or never seen (then the void burns the key, so that
-        // an authorization still on its way is refused).
         Some(LedgerState::Authorized | LedgerState::Pending | LedgerState::Voided) | None => {
-            state.gateway.void(key).await.map_err(|e| e.to_string())?;
-            (AttemptState::Voided, "voided")
+            if let Err(e) = state.gateway.void(key).await {
+                // The attempt is closed, so no order will use the authorization; it lapses
+                // at the gateway if this void never gets through.
+                metrics::counter!("boxoffice_reconciled_total", "action" => "void_failed").increment(1);
+                tracing::error!(attempt = %attempt.id, error = %e, "void after closing the attempt failed");
+            }
         }
-    };
-    if set_state(state, &attempt.id, &AttemptState::OPEN, to, None).await {
-        done.fixed(action, &attempt.id);
+        Some(LedgerState::Declined | LedgerState::Refunded) => {}
     }
-    Ok(())
+    done.fixed(action, &attempt.id);
+    Ok(Settled::NoOrder)
 }
 
 /// Frees the seats of a settled attempt's hold. At start-up the hold came back `held`

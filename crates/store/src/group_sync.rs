@@ -18,6 +18,9 @@ pub struct GroupSync {
     syncs: AtomicU64,
     /// One `fsync` at a time; waiters queue here and most find their write synced.
     flushing: tokio::sync::Mutex<()>,
+    /// Set by a failed `fsync`: the kernel may have dropped the unwritten pages, so a later
+    /// successful `fsync` proves nothing about them. Every later call fails.
+    failed: std::sync::atomic::AtomicBool,
 }
 
 impl GroupSync {
@@ -28,6 +31,7 @@ impl GroupSync {
             synced: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
             flushing: tokio::sync::Mutex::new(()),
+            failed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -35,21 +39,44 @@ impl GroupSync {
     /// write, and everything written before it, is on disk.
     pub async fn durable(&self) -> io::Result<()> {
         let ticket = self.written.fetch_add(1, Ordering::SeqCst) + 1;
+        self.check()?;
         if self.synced.load(Ordering::SeqCst) >= ticket {
             return Ok(());
         }
         let _turn = self.flushing.lock().await;
+        self.check()?;
         if self.synced.load(Ordering::SeqCst) >= ticket {
             return Ok(());
         }
         // Every write that took a ticket up to here is in the file now.
         let upto = self.written.load(Ordering::SeqCst);
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || std::fs::File::open(&path)?.sync_data())
-            .await
-            .map_err(|e| io::Error::other(format!("sync task failed: {e}")))??;
+        let synced = tokio::task::spawn_blocking(move || match std::fs::File::open(&path) {
+            Ok(file) => file.sync_data(),
+            // SQLite removes its WAL when the last connection closes, after a checkpoint
+            // that synced the database: nothing is left to sync.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        })
+        .await
+        .map_err(|e| io::Error::other(format!("sync task failed: {e}")))
+        .and_then(|r| r);
+        if let Err(e) = synced {
+            self.failed.store(true, Ordering::SeqCst);
+            return Err(e);
+        }
         self.synced.fetch_max(upto, Ordering::SeqCst);
         self.syncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn check(&self) -> io::Result<()> {
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(io::Error::other(format!(
+                "an fsync of {} failed earlier; writes can no longer be made durable",
+                self.path.display()
+            )));
+        }
         Ok(())
     }
 

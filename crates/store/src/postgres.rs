@@ -612,6 +612,10 @@ impl Store for PgStore {
             return Err(StoreError::Invalid("onsale_at must not be after starts_at".into()));
         }
         let status = update.status.unwrap_or(current.status);
+        if current.status == EventStatus::Cancelled && status != EventStatus::Cancelled {
+            // Cancelled is final: its orders are being refunded.
+            return Err(StoreError::EventCancelled(id));
+        }
         let name = update.name.unwrap_or(current.name);
         let description = update.description.or(current.description);
         let queue = current.queue.updated(&update.queue);
@@ -1008,7 +1012,7 @@ impl Store for PgStore {
         query.push(", authorization_id = COALESCE(").push_bind(update.authorization_id);
         query.push(", authorization_id) WHERE id = ").push_bind(update.id);
         query.push(" AND state = ANY(").push_bind(from).push(")");
-        if matches!(update.to, AttemptState::Voided | AttemptState::Declined) {
+        if matches!(update.to, AttemptState::Voided | AttemptState::Declined | AttemptState::Refunded) {
             query.push(
                 " AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.payment_attempt_id = payment_attempts.id)",
             );

@@ -137,7 +137,14 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
-        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        // The one writer stays open for the store's life: its WAL then stays in place too.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.clone())
+            .await?;
         // Before the readers connect: they must find the schema and WAL mode in place.
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
         let reader = SqlitePoolOptions::new()
@@ -505,6 +512,10 @@ impl Store for SqliteStore {
             return Err(StoreError::Invalid("onsale_at must not be after starts_at".into()));
         }
         let status = update.status.unwrap_or(current.status);
+        if current.status == EventStatus::Cancelled && status != EventStatus::Cancelled {
+            // Cancelled is final: its orders are being refunded.
+            return Err(StoreError::EventCancelled(id));
+        }
         let name = update.name.unwrap_or(current.name);
         let description = update.description.or(current.description);
         let queue = current.queue.updated(&update.queue);
@@ -568,8 +579,10 @@ impl Store for SqliteStore {
                     .fetch_optional(&mut *tx)
                     .await?;
             if let Some(existing) = existing {
-                // A second completion of one attempt: the first order stands.
+                // A second completion of one attempt: the first order stands (answered
+                // only once it is on disk: its own commit may still be syncing).
                 tx.rollback().await?;
+                self.sync.durable().await.map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
                 return self.order(&parse_order_id(&existing)?).await;
             }
             let open: Option<(String, i64)> =
@@ -882,7 +895,7 @@ impl Store for SqliteStore {
             list.push_bind(state.as_str());
         }
         query.push(")");
-        if matches!(update.to, AttemptState::Voided | AttemptState::Declined) {
+        if matches!(update.to, AttemptState::Voided | AttemptState::Declined | AttemptState::Refunded) {
             query.push(
                 " AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.payment_attempt_id = payment_attempts.id)",
             );
@@ -987,6 +1000,8 @@ impl Store for SqliteStore {
         }
         if to_void.is_empty() {
             tx.rollback().await?;
+            // What an earlier refund did is answered only once it is on disk.
+            self.sync.durable().await.map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
             return Ok(RefundOutcome { order, refund: None });
         }
         let amount = Money::sum(to_void.iter().map(|t| t.price))
@@ -1176,6 +1191,8 @@ impl Store for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.reader)
         .await?;
+        // Published only once on disk: a row read here may still be syncing.
+        self.sync.durable().await.map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         rows.into_iter()
             .map(|(seq, topic, key, payload, created_at)| {
                 Ok(OutboxMessage {

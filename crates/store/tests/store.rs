@@ -1944,6 +1944,12 @@ async fn a_cancelled_event_sells_nothing_more_and_lists_its_orders_to_refund(h: 
     let refused = store.create_order(late.clone()).await;
     assert!(matches!(refused, Err(StoreError::EventCancelled(id)) if id == event.id), "{refused:?}");
     assert_eq!(store.order_for_hold(&late.hold).await.unwrap(), None, "nothing inserted");
+    // Cancelled is final, checked inside the update's transaction.
+    let publish = EventUpdate { status: Some(EventStatus::Published), ..EventUpdate::default() };
+    let refused = store.update_event(event.id, publish).await;
+    assert!(matches!(refused, Err(StoreError::EventCancelled(id)) if id == event.id), "{refused:?}");
+    let rename = EventUpdate { name: Some("Still cancelled".into()), ..EventUpdate::default() };
+    assert_eq!(store.update_event(event.id, rename).await.unwrap().status, EventStatus::Cancelled);
 
     let mut expected = vec![(event.id, first.id.clone()), (event.id, second.id.clone())];
     expected.sort_by(|a, b| a.1.cmp(&b.1));

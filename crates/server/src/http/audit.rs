@@ -136,7 +136,7 @@ async fn verify_audit(
 ) -> Result<axum::Json<Verification>, ApiError> {
     let event = parse_event_id(&event_id)?;
     let entry = state.catalog.event(state.store.as_ref(), event).await?;
-    if state.config.audit_writer {
+    if state.config.writes_audit() {
         state.audit.drain(event).await.map_err(|e| ApiError::internal(format!("audit history: {e}")))?;
     }
     let report = crate::audit::verify(state.store.as_ref(), state.inventory.as_ref(), event, entry.map.len())

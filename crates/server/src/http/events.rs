@@ -172,6 +172,9 @@ async fn update_event(
     let updated = match state.store.update_event(id, update).await {
         Err(StoreError::NotFound) => return Err(ApiError::not_found("event")),
         Err(StoreError::Invalid(message)) => return Err(ApiError::invalid(message)),
+        Err(StoreError::EventCancelled(_)) => {
+            return Err(ApiError::conflict("EVENT_CANCELLED", "a cancelled event cannot be published again"));
+        }
         other => other?,
     };
     state.catalog.invalidate(id);
@@ -251,22 +254,43 @@ async fn get_seats(
 ) -> Result<Response, ApiError> {
     let entry = state.catalog.event(state.store.as_ref(), parse_event_id(&event_id)?).await?;
     let doc = entry.seats_document();
-    let gzip = headers
-        .get(header::ACCEPT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|e| e.split(';').next().is_some_and(|e| e.trim() == "gzip")));
     let immutable = "public, max-age=31536000, immutable";
-    let mut response = if gzip {
-        let mut r = cached(&headers, doc.gzip.clone(), &doc.gzip_etag, immutable, "application/json");
-        if r.status() == StatusCode::OK {
-            r.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        }
-        r
+    let encoded = if accepts_encoding(&headers, "br") {
+        Some((&doc.brotli, &doc.brotli_etag, "br"))
+    } else if accepts_encoding(&headers, "gzip") {
+        Some((&doc.gzip, &doc.gzip_etag, "gzip"))
     } else {
-        cached(&headers, doc.plain.clone(), &doc.etag, immutable, "application/json")
+        None
+    };
+    let mut response = match encoded {
+        Some((body, etag, encoding)) => {
+            let mut r = cached(&headers, body.clone(), etag, immutable, "application/json");
+            if r.status() == StatusCode::OK {
+                r.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
+            }
+            r
+        }
+        None => cached(&headers, doc.plain.clone(), &doc.etag, immutable, "application/json"),
     };
     response.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     Ok(response)
+}
+
+/// Whether `Accept-Encoding` lists `coding` with a non-zero quality.
+fn accepts_encoding(headers: &HeaderMap, coding: &str) -> bool {
+    headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).any(|v| {
+        v.split(',').any(|item| {
+            let mut parts = item.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            name.eq_ignore_ascii_case(coding) && !refused
+        })
+    })
 }
 
 fn check_text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {

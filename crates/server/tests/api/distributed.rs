@@ -35,7 +35,7 @@ impl Backends {
             c.database_pool_size = 4;
             c.redis_url = Some(redis);
             c.redis_key_prefix = prefix;
-            c.audit_writer = audit_writer;
+            c.audit_writer = Some(audit_writer);
         })
         .await
     }
@@ -126,23 +126,24 @@ async fn nodes_share_events_holds_orders_tokens_and_ticket_keys() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn racing_holds_on_three_nodes_have_one_winner_per_seat() {
+async fn racing_holds_and_checkouts_on_three_nodes_sell_each_seat_once() {
     let backends = Backends::fresh().await;
     let nodes = [backends.node(true).await, backends.node(false).await, backends.node(false).await];
     let admin = nodes[0].admin().await;
     let event = nodes[0].on_sale_event(&admin, &[("A", 1, 20, "premium")]).await;
     let mut tokens = Vec::new();
-    for i in 0..100 {
+    for i in 0..500 {
         tokens.push(nodes[i % 3].fan(&format!("fan{i}")).await);
     }
     for node in &nodes[1..] {
         wait_until_known(node, &tokens[0], &event).await;
     }
-    // 600 holds of one seat each from 100 users over 20 seats, spread over the nodes.
+    // 2,000 holds of one seat each from 500 users over 20 seats, spread over the nodes.
     let mut attempts = Vec::new();
-    for i in 0..600usize {
+    for i in 0..2_000usize {
         let node = &nodes[i % 3];
-        let token = tokens[i % 100].clone();
+        let user = i % 500;
+        let token = tokens[user].clone();
         let seat = format!("A-1-{}", i % 20 + 1);
         let client = node.client.clone();
         let url = node.url(&format!("/v1/events/{event}/holds"));
@@ -156,15 +157,15 @@ async fn racing_holds_on_three_nodes_have_one_winner_per_seat() {
                 .unwrap();
             let status = response.status();
             let body: Value = response.json().await.unwrap();
-            (seat, status, body)
+            (seat, user, status, body)
         }));
     }
-    let mut winners: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut winners: BTreeMap<String, Vec<(usize, String)>> = BTreeMap::new();
     for attempt in attempts {
-        let (seat, status, body) = attempt.await.unwrap();
+        let (seat, user, status, body) = attempt.await.unwrap();
         match status {
             StatusCode::CREATED => {
-                winners.entry(seat).or_default().push(body["hold_id"].as_str().unwrap().to_owned())
+                winners.entry(seat).or_default().push((user, body["hold_id"].as_str().unwrap().to_owned()))
             }
             StatusCode::CONFLICT => assert_eq!(body["error"]["code"], "SEATS_UNAVAILABLE", "{body}"),
             other => panic!("unexpected {other}: {body}"),
@@ -179,7 +180,84 @@ async fn racing_holds_on_three_nodes_have_one_winner_per_seat() {
     }
     assert!(maps.iter().all(|m| m == &maps[0]));
     assert!((0..20).all(|i| !bit(&maps[0].0, i)));
+
+    // Each winner checks out twice at once, on two different nodes: one order per hold.
+    let mut checkouts = Vec::new();
+    for (n, (user, hold)) in winners.values().map(|w| w[0].clone()).enumerate() {
+        for twin in 0..2 {
+            let node = &nodes[(n + twin) % 3];
+            let (client, url) = (node.client.clone(), node.url(&format!("/v1/holds/{hold}/checkout")));
+            let token = tokens[user].clone();
+            checkouts.push(tokio::spawn(async move {
+                let response = client
+                    .post(url)
+                    .bearer_auth(token)
+                    .header("Idempotency-Key", format!("k-{twin}"))
+                    .json(&json!({"payment": {"method": "card", "token": "tok_visa"}}))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status();
+                (status, response.json::<Value>().await.unwrap())
+            }));
+        }
+    }
+    let mut orders = 0;
+    for checkout in checkouts {
+        let (status, body) = checkout.await.unwrap();
+        match status {
+            StatusCode::CREATED => orders += 1,
+            StatusCode::CONFLICT => assert!(
+                ["CHECKOUT_IN_PROGRESS", "ALREADY_CONFIRMED"]
+                    .contains(&body["error"]["code"].as_str().unwrap()),
+                "{body}"
+            ),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert!((1..=20).contains(&orders), "{orders} orders");
+    // Losers of a twin race retry once the first is settled; every hold ends bought.
+    for (user, hold) in winners.values().map(|w| w[0].clone()) {
+        let (status, body) = nodes[1].checkout(&tokens[user], &hold, "tok_visa", "k-final").await;
+        assert!(
+            status == StatusCode::CREATED || body["error"]["code"] == "ALREADY_CONFIRMED",
+            "{status} {body}"
+        );
+    }
     let id = EventId::parse(&event).unwrap();
-    let counts = nodes[2].state.inventory.seat_counts(id).await.unwrap();
-    assert_eq!((counts.held, counts.available), (20, 0));
+    let sold = nodes[2].state.store.sold_seats(id).await.unwrap();
+    assert_eq!(sold.len(), 20, "one valid ticket per seat");
+    for node in &nodes {
+        assert_eq!(boxoffice_server::workers::anti_entropy(&node.state).await.unwrap(), Default::default());
+        let counts = node.state.inventory.seat_counts(id).await.unwrap();
+        assert_eq!((counts.sold, counts.held, counts.available), (20, 0, 0));
+    }
+    let (_, report) = nodes[0].get(&format!("/v1/events/{event}/audit/verify"), Some(&admin)).await;
+    assert_eq!(report["mismatches"], json!([]), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_on_one_node_sees_the_changes_made_on_another() {
+    let backends = Backends::fresh().await;
+    let a = backends.node(true).await;
+    let b = backends.node(false).await;
+    let admin = a.admin().await;
+    let alice = a.fan("alice").await;
+    let event = a.on_sale_event(&admin, &[("A", 2, 10, "premium")]).await;
+    wait_until_known(&b, &alice, &event).await;
+
+    let mut viewer = crate::live::Viewer::open(&b, &event, None).await;
+    viewer.apply_next().await;
+    let hold = a.hold_ok(&alice, &event, &["A-1-3", "A-2-4"]).await;
+    let (bitmap, version) = a.bitmap(&event).await;
+    viewer.catch_up_to(version).await;
+    assert_eq!(viewer.bitmap, bitmap, "B's viewer shows A's hold");
+    let (status, _) = a.delete(&format!("/v1/holds/{hold}"), Some(&alice)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let order = a.buy(&alice, &event, &["A-1-9"]).await;
+    assert_eq!(order["status"], "confirmed");
+    let (bitmap, version) = b.bitmap(&event).await;
+    viewer.catch_up_to(version).await;
+    assert_eq!(viewer.bitmap, bitmap, "B's viewer follows the release and the sale");
+    assert!(bit(&bitmap, 2) && !bit(&bitmap, 8));
 }

@@ -9,24 +9,24 @@ use crate::helpers::{TestApp, bit, spawn_with};
 
 /// One parsed SSE frame.
 #[derive(Debug, Clone)]
-struct Frame {
+pub(crate) struct Frame {
     event: String,
     id: String,
     data: Value,
 }
 
 /// A viewer: reads frames and applies them to its own copy of the bitmap.
-struct Viewer {
+pub(crate) struct Viewer {
     response: reqwest::Response,
     buffer: String,
-    bitmap: Vec<u8>,
-    version: Option<u64>,
+    pub(crate) bitmap: Vec<u8>,
+    pub(crate) version: Option<u64>,
     last_id: Option<String>,
     frames: Vec<Frame>,
 }
 
 impl Viewer {
-    async fn open(app: &TestApp, event: &str, last_event_id: Option<&str>) -> Viewer {
+    pub(crate) async fn open(app: &TestApp, event: &str, last_event_id: Option<&str>) -> Viewer {
         let mut req = app.client.get(app.url(&format!("/v1/events/{event}/availability/stream")));
         if let Some(id) = last_event_id {
             req = req.header("Last-Event-ID", id);
@@ -77,7 +77,7 @@ impl Viewer {
     }
 
     /// Reads and applies one frame, checking that it continues from the viewer's version.
-    async fn apply_next(&mut self) -> Frame {
+    pub(crate) async fn apply_next(&mut self) -> Frame {
         let frame = self.next().await;
         let version = frame.data["version"].as_u64().expect("version");
         if let Some(last) = &self.last_id {
@@ -113,7 +113,7 @@ impl Viewer {
     }
 
     /// Applies frames until the viewer is at `version`.
-    async fn catch_up_to(&mut self, version: u64) {
+    pub(crate) async fn catch_up_to(&mut self, version: u64) {
         while self.version != Some(version) {
             self.apply_next().await;
         }
@@ -273,7 +273,7 @@ async fn stream_of_an_unknown_event_is_404() {
 }
 
 #[tokio::test]
-async fn seat_geometry_is_served_gzip_compressed_when_asked() {
+async fn seat_geometry_is_served_brotli_or_gzip_compressed_when_asked() {
     let (app, event, _) = app_with_event(|_| {}).await;
     let plain = app.client.get(app.url(&format!("/v1/events/{event}/seats"))).send().await.unwrap();
     let plain_etag = plain.headers()["etag"].to_str().unwrap().to_owned();
@@ -292,6 +292,32 @@ async fn seat_geometry_is_served_gzip_compressed_when_asked() {
     let mut decoded = Vec::new();
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&compressed[..]), &mut decoded).unwrap();
     assert_eq!(decoded, plain_body);
+
+    // Brotli when offered (smaller still), gzip when brotli is refused with q=0.
+    let get = |accept: &'static str| {
+        app.client.get(app.url(&format!("/v1/events/{event}/seats"))).header("Accept-Encoding", accept).send()
+    };
+    let br = get("gzip, deflate, br").await.unwrap();
+    assert_eq!(br.headers()["content-encoding"], "br");
+    let br_etag = br.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(br_etag != plain_etag && br_etag.ends_with("-br\""), "{br_etag}");
+    let compressed_br = br.bytes().await.unwrap();
+    assert!(compressed_br.len() < compressed.len(), "{} vs gzip {}", compressed_br.len(), compressed.len());
+    let mut decoded = Vec::new();
+    std::io::Read::read_to_end(&mut brotli::Decompressor::new(&compressed_br[..], 4096), &mut decoded)
+        .unwrap();
+    assert_eq!(decoded, plain_body);
+    let refused = get("br;q=0, gzip").await.unwrap();
+    assert_eq!(refused.headers()["content-encoding"], "gzip");
+    let revalidated = app
+        .client
+        .get(app.url(&format!("/v1/events/{event}/seats")))
+        .header("Accept-Encoding", "br")
+        .header("If-None-Match", &br_etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revalidated.status(), 304);
 }
 
 #[tokio::test]

@@ -154,7 +154,7 @@ async fn demo_node(
     config.database_pool_size = 4;
     config.redis_url = Some(redis_url());
     config.redis_key_prefix = prefix.to_owned();
-    config.audit_writer = audit_writer;
+    config.audit_writer = Some(audit_writer);
     let app = Application::build(config).await.expect("node builds");
     let url = format!("http://{}", app.local_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
