@@ -116,7 +116,16 @@ impl SseParser {
         }
     }
 
-    fn keep(&mut self, part: &[u8]) {
+    fn keep(&mut self, mut part: &[u8]) {
+        // The prefix first: only then is it known whether this is a data line to capture.
+        if self.line.len() < LINE_PREFIX_BYTES {
+            let n = part.len().min(LINE_PREFIX_BYTES - self.line.len());
+            self.line.extend_from_slice(&part[..n]);
+            part = &part[n..];
+        }
+        if part.is_empty() {
+            return;
+        }
         let room = self.limit().saturating_sub(self.line.len());
         if part.len() > room {
             self.overflow = true;
@@ -500,10 +509,12 @@ mod tests {
         let mut long = b"event: snapshot\r\nid: 1.2\r\ndata: ".to_vec();
         long.extend(std::iter::repeat_n(b'A', 5000));
         long.extend_from_slice(b"\r\n\r\n");
-        let got = frames(&mut parser, &[&long[..100], &long[100..]]);
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].version, Some(2));
-        assert_eq!(got[0].data.as_ref().map(Vec::len), Some(5000));
+        for split in [0, 20, 40, 100, long.len() - 3] {
+            let got = frames(&mut parser, &[&long[..split], &long[split..]]);
+            assert_eq!(got.len(), 1, "split at {split}");
+            assert_eq!(got[0].version, Some(2));
+            assert_eq!(got[0].data.as_ref().map(Vec::len), Some(5000), "split at {split}");
+        }
     }
 
     #[test]

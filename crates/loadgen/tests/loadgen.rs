@@ -417,10 +417,11 @@ async fn a_viewer_fleet_sees_every_change_and_measures_its_staleness() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn onsale_fans_queue_with_proof_of_work_hold_and_pay_and_the_audit_passes() {
     let server = start_server().await;
-    let event = on_sale_event(&server, 10, 20).await;
+    // 800 seats: the snapshot's data line is longer than the stream reader's line prefix.
+    let event = on_sale_event(&server, 20, 40).await;
     let mut conn = api_conn(&server);
     let admin = admin_token(&mut conn).await;
-    let (status, body) = call(
+    let (patched, body) = call(
         &mut conn,
         Method::PATCH,
         &format!("/v1/events/{event}"),
@@ -428,7 +429,7 @@ async fn onsale_fans_queue_with_proof_of_work_hold_and_pay_and_the_audit_passes(
         json!({"queue": {"enabled": true, "admit_rate_per_second": 100, "proof_of_work_bits": 6}}),
     )
     .await;
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(patched, 200, "{body}");
     let dir = tempfile::tempdir().expect("temp dir");
     let mut a = args(
         &server,
@@ -476,10 +477,15 @@ async fn onsale_fans_queue_with_proof_of_work_hold_and_pay_and_the_audit_passes(
     for op in ["challenge", "join", "poll", "event", "seats", "stream", "hold", "checkout"] {
         assert!(report.operation(op).is_some_and(|s| s.responses > 0), "{op} was measured: {text}");
     }
+    assert_eq!(
+        status(&report, "stream", "200"),
+        o.admitted,
+        "every fan read the live map's snapshot: {text}"
+    );
     assert!(report.verdict().is_ok(), "{text}");
     assert_eq!(
         available(&server, &event).await,
-        200 - o.seats_bought as u32,
+        800 - o.seats_bought as u32,
         "abandoned holds were released after the audit: {text}"
     );
     let html = std::fs::read_to_string(dir.path().join("onsale.html")).expect("html");

@@ -265,6 +265,15 @@ fn init_tracing(filter: &str) {
 
 async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!(config = %config.redacted(), "starting");
+    // Every live-map viewer and waiting fan is a socket: use all the files the OS allows.
+    match boxoffice_loadgen::sys::raise_file_limit() {
+        Ok(limit) if limit.soft < 100_000 => tracing::warn!(
+            open_files = limit.soft,
+            "the open-file limit caps connections well below 100,000; see docs/operations.md"
+        ),
+        Ok(limit) => tracing::info!(open_files = limit.soft, raised_from = limit.before, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-file limit"),
+    }
     if config.dev_auth_enabled() {
         tracing::warn!(
             "DEV AUTH IS ON: anyone can mint any token, admin included, at POST /v1/auth/token. Never use this in production."
