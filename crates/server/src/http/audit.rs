@@ -17,10 +17,6 @@ use crate::error::ApiError;
 use crate::http::dto::ErrorBody;
 use crate::http::events::parse_event_id;
 
-/// Records per page: default and most.
-pub const AUDIT_PAGE_DEFAULT: u32 = 100;
-pub const AUDIT_PAGE_MAX: u32 = 1_000;
-
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(event_audit)).routes(routes!(verify_audit))
 }
@@ -30,7 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct AuditQuery {
     /// Records with a sequence number above this (a `next_cursor`); default 0.
     after: Option<String>,
-    /// 1-1000, default 100.
+    /// 1-100, default 20.
     limit: Option<String>,
 }
 
@@ -101,17 +97,7 @@ async fn event_audit(
         None | Some("") => 0,
         Some(raw) => raw.parse::<u64>().map_err(|_| ApiError::invalid("after must be a sequence number"))?,
     };
-    let limit = match q.limit.as_deref() {
-        None => AUDIT_PAGE_DEFAULT,
-        Some(raw) => match raw.parse::<u32>() {
-            Ok(n) if (1..=AUDIT_PAGE_MAX).contains(&n) => n,
-            _ => {
-                return Err(ApiError::invalid(format!(
-                    "limit must be a whole number from 1 to {AUDIT_PAGE_MAX}"
-                )));
-            }
-        },
-    };
+    let limit = crate::http::page_limit(q.limit.as_deref())?;
     // 404 for an unknown event.
     state.catalog.event(state.store.as_ref(), event).await?;
     let records = state.store.audit_after(event, after, limit).await?;
