@@ -33,7 +33,7 @@
 # Environment: BENCH_BIN (binary; default the release build, built if missing),
 # BENCH_DURATION (s, 10), BENCH_NODES ("1 3"), BENCH_MAX_LOAD (1.5), BENCH_LOAD_WAIT (1200),
 # BENCH_SUT_CPU (0) and BENCH_GEN_CPU (1): taskset cores ("" for no pinning),
-# BENCH_REDIS_REQUESTS (1000000), BENCH_POSTGRES (postgres://postgres@127.0.0.1:5432),
+# BENCH_REDIS_REQUESTS (500000), BENCH_POSTGRES (postgres://postgres@127.0.0.1:5432),
 # BENCH_MEMORY (1: measure memory; 0: skip), BENCH_THROUGHPUT (1; 0: memory only).
 # Installs wrk (apt) if missing; needs redis-server, redis-benchmark, redis-cli, pgbench,
 # psql and the NATS that scripts/cluster.sh uses.
@@ -47,7 +47,7 @@ MAX_LOAD="${BENCH_MAX_LOAD:-1.5}"
 LOAD_WAIT="${BENCH_LOAD_WAIT:-1200}"
 SUT_CPU="${BENCH_SUT_CPU-0}"
 GEN_CPU="${BENCH_GEN_CPU-1}"
-REDIS_REQUESTS="${BENCH_REDIS_REQUESTS:-1000000}"
+REDIS_REQUESTS="${BENCH_REDIS_REQUESTS:-500000}"
 PG="${BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}"
 CONNS=64
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/boxoffice/target}"
@@ -61,7 +61,6 @@ for tool in redis-server redis-benchmark redis-cli pgbench psql python3 curl; do
   command -v "$tool" >/dev/null || { echo "$tool is needed" >&2; exit 1; }
 done
 [ -x "$BIN" ] || cargo build --release -p boxoffice-server >&2
-export BOXOFFICE_BIN="$BIN"
 
 # Command prefixes that pin (taskset execs the command: $! of a background job is its pid).
 SUT=(); GEN=()
@@ -104,6 +103,10 @@ echo "redis: $(redis-server --version | awk '{print $3}' | cut -d= -f2), postgre
 if awk "BEGIN{exit !($load > 0.5)}"; then echo "WARNING: load average $load > 0.5 before the run; figures will be noisy" >&2; fi
 
 WORK=$(mktemp -d)
+# A private copy of the binary: a rebuild of the shared target dir during the run must not
+# change what is measured.
+cp "$BIN" "$WORK/boxoffice"; BIN="$WORK/boxoffice"; export BOXOFFICE_BIN="$BIN"
+echo "binary: $(sha256sum "$BIN" | cut -c1-12) (copy of ${BENCH_BIN:-$CARGO_TARGET_DIR/release/boxoffice}, built $(date -u -r "${BENCH_BIN:-$CARGO_TARGET_DIR/release/boxoffice}" +%FT%TZ))"
 REDIS_PID=""; CLUSTER_UP=""; PGDB=""
 stop_redis() { if [ -n "$REDIS_PID" ]; then kill "$REDIS_PID" 2>/dev/null || true; wait "$REDIS_PID" 2>/dev/null || true; REDIS_PID=""; fi; }
 cluster() {
@@ -121,11 +124,20 @@ trap cleanup EXIT
 
 # A private redis-server on a free port, pinned to the system-under-test core, no persistence.
 start_redis() {
-  RPORT=$(free_port)
-  "${SUT[@]}" redis-server --port "$RPORT" --save "" --appendonly no --daemonize no >"$WORK/redis.log" 2>&1 &
-  REDIS_PID=$!
-  for _ in $(seq 1 100); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && return; sleep 0.1; done
-  echo "redis-server did not start" >&2; exit 1
+  local attempt
+  for attempt in 1 2 3; do
+    RPORT=$(free_port)
+    "${SUT[@]}" redis-server --port "$RPORT" --save "" --appendonly no --daemonize no >"$WORK/redis.log" 2>&1 &
+    REDIS_PID=$!
+    for _ in $(seq 1 100); do
+      [ "$(redis-cli -p "$RPORT" ping 2>/dev/null)" = PONG ] && return
+      kill -0 "$REDIS_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    echo "redis-server on port $RPORT did not start (attempt $attempt):" >&2; tail -n 3 "$WORK/redis.log" >&2
+    stop_redis
+  done
+  exit 1
 }
 
 # N consecutive free ports for the nodes.
@@ -227,6 +239,10 @@ for run in $(seq 1 "$RUNS"); do
     node_pids=$(cat "$WORK"/cluster/node-*/pid | xargs)
     pg_pids=$(pgrep -x postgres | xargs); nats_pids=$(pgrep -x nats-server | xargs || true)
 
+    # What the nodes' background loops (expiry sweep, rebuild check, audit drain over every
+    # loaded event) cost with no requests at all.
+    i0=("$(ticks $node_pids)" "$(ticks $REDIS_PID)"); sleep 5; i1=("$(ticks $node_pids)" "$(ticks $REDIS_PID)")
+    echo "run $run: $n node(s) idle (no requests): nodes $(awk "BEGIN{printf \"%.0f\", ($((i1[0]-i0[0])))*100/$HZ/5}")%, redis $(awk "BEGIN{printf \"%.0f\", ($((i1[1]-i0[1])))*100/$HZ/5}")% of a core"
     l=$(quiet)
     t0=("$(ticks $node_pids)" "$(ticks $REDIS_PID)" "$(ticks $pg_pids)" "$(ticks $nats_pids)")
     out=$(BO_PORTS="$ports" BO_TOKENS="$WORK/tokens" BO_EVENT=ev_1 "${GEN[@]}" wrk -t"$n" -c"$CONNS" -d"${DURATION}s" --latency \
@@ -237,8 +253,11 @@ for run in $(seq 1 "$RUNS"); do
     p50=$(echo "$out" | awk '$1=="50%" {print $2}'); p99=$(echo "$out" | awk '$1=="99%" {print $2}')
     non2xx=$(echo "$out" | awk '/Non-2xx/ {print $5}')
     HOLD_RPS[$n]+="$req "; HOLD_P50[$n]+="$p50 "; HOLD_P99[$n]+="$p99 "
-    cpu=$(awk -v hz="$HZ" -v n="$total" -v a="$((t1[0]-t0[0]))" -v b="$((t1[1]-t0[1]))" -v c="$((t1[2]-t0[2]))" -v d="$((t1[3]-t0[3]))" \
-          'BEGIN{f=1e6/hz/n; printf "nodes %.1f, redis %.1f, postgres %.1f, nats %.1f us CPU per request", a*f, b*f, c*f, d*f}')
+    # CPU per request: gross (everything the process did during the run) and net of the
+    # idle background rate measured just before.
+    cpu=$(awk -v hz="$HZ" -v n="$total" -v s="$DURATION" -v a="$((t1[0]-t0[0]))" -v b="$((t1[1]-t0[1]))" -v c="$((t1[2]-t0[2]))" -v d="$((t1[3]-t0[3]))" \
+          -v ia="$((i1[0]-i0[0]))" -v ib="$((i1[1]-i0[1]))" \
+          'BEGIN{f=1e6/hz/n; printf "CPU per request: nodes %.1f us (net of idle %.1f), redis %.1f us (net %.1f), postgres %.1f us, nats %.1f us", a*f, (a-ia*s/5)*f, b*f, (b-ib*s/5)*f, c*f, d*f}')
     echo "run $run: [load $l] $n node(s): hold/release $req req/s (~$(awk "BEGIN{printf \"%.0f\", $req/2}") holds/s; ${non2xx:-0} non-2xx), p50 $p50 p99 $p99 (closed loop, at saturation); $cpu"
 
     # Latency: open loop at half the capacity, one loadtest per node.
