@@ -63,11 +63,21 @@ async fn ticket_qr(
     caller: Arc<Caller>,
     Path(ticket_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let ticket = owned_ticket(&state, &caller, &ticket_id).await?;
-    let payload = ticket.qr_payload.ok_or_else(|| ApiError::not_found("QR code of this ticket"))?;
-    let svg = crate::tickets::qr_svg(&payload).map_err(ApiError::internal)?;
-    Ok(([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "private, no-store")], svg)
-        .into_response())
+    let svg = crate::tickets::qr_svg(&qr_payload(&state, &caller, &ticket_id).await?)
+        .map_err(ApiError::internal)?;
+    Ok(qr_response("image/svg+xml", svg))
+}
+
+/// The signed payload of a ticket the caller may see.
+async fn qr_payload(state: &AppState, caller: &Arc<Caller>, ticket_id: &str) -> Result<String, ApiError> {
+    let ticket = owned_ticket(state, caller, ticket_id).await?;
+    ticket.qr_payload.ok_or_else(|| ApiError::not_found("QR code of this ticket"))
+}
+
+/// A rendered QR code: private to its owner, never cached on the way.
+fn qr_response(content_type: &'static str, body: impl IntoResponse) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "private, no-store")], body)
+        .into_response()
 }
 
 /// The ticket's QR code as PNG (owner or admin).
@@ -80,11 +90,9 @@ async fn ticket_qr_png(
     caller: Arc<Caller>,
     Path(ticket_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let ticket = owned_ticket(&state, &caller, &ticket_id).await?;
-    let payload = ticket.qr_payload.ok_or_else(|| ApiError::not_found("QR code of this ticket"))?;
-    let png = crate::tickets::qr_png(&payload).map_err(ApiError::internal)?;
-    Ok(([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "private, no-store")], png)
-        .into_response())
+    let png = crate::tickets::qr_png(&qr_payload(&state, &caller, &ticket_id).await?)
+        .map_err(ApiError::internal)?;
+    Ok(qr_response("image/png", png))
 }
 
 /// Checks a ticket at the door (role staff or admin): `valid` marks it scanned.
