@@ -50,54 +50,21 @@ GEN_CPU="${BENCH_GEN_CPU-1}"
 REDIS_REQUESTS="${BENCH_REDIS_REQUESTS:-500000}"
 PG="${BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}"
 CONNS=64
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/boxoffice/target}"
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 BIN="${BENCH_BIN:-$CARGO_TARGET_DIR/release/boxoffice}"
 
-if ! command -v wrk >/dev/null; then
-  echo "installing wrk" >&2
-  (apt-get install -y wrk >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y wrk >/dev/null))
-fi
+ensure_tool wrk wrk
 for tool in redis-server redis-benchmark redis-cli pgbench psql python3 curl; do
   command -v "$tool" >/dev/null || { echo "$tool is needed" >&2; exit 1; }
 done
 [ -x "$BIN" ] || cargo build --release -p boxoffice-server >&2
 
-# Command prefixes that pin (taskset execs the command: $! of a background job is its pid).
-SUT=(); GEN=()
-[ -n "$SUT_CPU" ] && SUT=(taskset -c "$SUT_CPU")
-[ -n "$GEN_CPU" ] && GEN=(taskset -c "$GEN_CPU")
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-ratio() { awk "BEGIN{printf \"%.2f\", $1/$2}"; }
-
-# Waits until the 1-minute load average is below MAX_LOAD; prints it (with "!" if the wait
-# ran out).
-quiet() {
-  local started=$SECONDS load
-  while :; do
-    load=$(cut -d' ' -f1 /proc/loadavg)
-    if awk "BEGIN{exit !($load < $MAX_LOAD)}"; then echo "$load"; return; fi
-    if [ $((SECONDS - started)) -ge "$LOAD_WAIT" ]; then
-      echo "WARNING: load average still $load after ${LOAD_WAIT}s; measuring anyway" >&2
-      echo "$load!"; return
-    fi
-    echo "  (load average $load >= $MAX_LOAD; waiting 30 s)" >&2
-    sleep 30
-  done
-}
-
-# utime + stime (clock ticks) of the given pids, summed.
-ticks() {
-  local t=0 p
-  for p in "$@"; do
-    [ -r "/proc/$p/stat" ] && t=$((t + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
-  done
-  echo "$t"
-}
+bench_pinning "$SUT_CPU" "$GEN_CPU"
 HZ=$(getconf CLK_TCK)
 
-load=$(cut -d' ' -f1 /proc/loadavg)
-echo "date: $(date -u +%FT%TZ)  commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates 2>/dev/null || echo '+dirty')  nproc: $(nproc)  cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)  load: $load"
+load=$(load1)
+machine_line
 echo "pinning: system under test (redis-server, nodes) on core '${SUT_CPU:-none}', load generators on core '${GEN_CPU:-none}'; PostgreSQL and NATS are the machine's (unpinned)"
 echo "redis: $(redis-server --version | awk '{print $3}' | cut -d= -f2), postgres: $(psql "$PG/postgres" -qAtc 'show server_version'), synchronous_commit=$(psql "$PG/postgres" -qAtc 'show synchronous_commit'), fsync=$(psql "$PG/postgres" -qAtc 'show fsync')"
 if awk "BEGIN{exit !($load > 0.5)}"; then echo "WARNING: load average $load > 0.5 before the run; figures will be noisy" >&2; fi
@@ -122,24 +89,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A private redis-server on a free port, pinned to the system-under-test core, no persistence.
-start_redis() {
-  local attempt
-  for attempt in 1 2 3; do
-    RPORT=$(free_port)
-    "${SUT[@]}" redis-server --port "$RPORT" --save "" --appendonly no --daemonize no >"$WORK/redis.log" 2>&1 &
-    REDIS_PID=$!
-    for _ in $(seq 1 100); do
-      [ "$(redis-cli -p "$RPORT" ping 2>/dev/null)" = PONG ] && return
-      kill -0 "$REDIS_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    echo "redis-server on port $RPORT did not start (attempt $attempt):" >&2; tail -n 3 "$WORK/redis.log" >&2
-    stop_redis
-  done
-  exit 1
-}
-
 # N consecutive free ports for the nodes.
 pick_base() {
   local n=$1
@@ -161,16 +110,6 @@ PY
 )
 }
 
-mint_tokens() {  # port count prefix -> one token per line
-  python3 - "$1" "$2" "$3" <<'PY'
-import http.client, json, sys
-c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
-for i in range(int(sys.argv[2])):
-    c.request("POST", "/v1/auth/token", json.dumps({"user": f"{sys.argv[3]}{i}", "role": "fan"}), {"Content-Type": "application/json"})
-    print(json.loads(c.getresponse().read())["token"])
-PY
-}
-
 # wrk script: scripts/wrk-holds.lua, with each wrk thread's connections on one node
 # (thread i on node i mod N; BO_PORTS lists the nodes' ports).
 cat >"$WORK/wrk-nodes.lua" <<EOF
@@ -184,20 +123,9 @@ end
 dofile("$ROOT/scripts/wrk-holds.lua")
 EOF
 
-# The 2-seat all-or-nothing hold: both keys absent, then both SET with EX.
-ANCHOR_LUA="if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
-return 1"
-
 # pgbench: a conditional-UPDATE hold of a random seat and its release (two statements,
 # each its own transaction commit).
-cat >"$WORK/pg-hold.sql" <<'EOF'
-\set seat random(1, 60000)
-\set user random(1, 1000000)
-UPDATE seats SET holder = :user WHERE event_id = 1 AND seat = :seat AND holder IS NULL;
-UPDATE seats SET holder = NULL WHERE event_id = 1 AND seat = :seat AND holder = :user;
-EOF
+pg_hold_sql >"$WORK/pg-hold.sql"
 
 declare -A HOLD_RPS HOLD_P50 HOLD_P99 LAT_P50 LAT_P99 CONFIRMS
 redis_figs=(); pg_figs=()
@@ -217,10 +145,7 @@ for run in $(seq 1 "$RUNS"); do
 
   # b. PostgreSQL anchor.
   PGDB="bench_pghold_$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
-  psql "$PG/postgres" -qAt -v ON_ERROR_STOP=1 -c "CREATE DATABASE $PGDB" >/dev/null
-  psql "$PG/$PGDB" -qAt -v ON_ERROR_STOP=1 -c "CREATE TABLE seats (event_id int NOT NULL, seat int NOT NULL, holder int, PRIMARY KEY (event_id, seat));
-    INSERT INTO seats SELECT 1, s, NULL FROM generate_series(1, 60000) s;" >/dev/null
-  psql "$PG/$PGDB" -qAt -v ON_ERROR_STOP=1 -c "VACUUM ANALYZE seats" >/dev/null
+  pg_seats_db "$PG" "$PGDB"
   l=$(quiet)
   tps=$("${GEN[@]}" pgbench -n -M prepared -c 50 -j 2 -T "$DURATION" -f "$WORK/pg-hold.sql" "$PG/$PGDB" 2>/dev/null \
         | awk '/^tps/ {print $3; exit}')

@@ -15,18 +15,16 @@ cd "$(dirname "$0")/.."
 RUNS="${1:-3}"
 DURATION="${BENCH_DURATION:-10}"
 SYNC="${BENCH_JOURNAL_SYNC:-fsync}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/boxoffice/target}"
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 BIN="${BENCH_BIN:-$CARGO_TARGET_DIR/release/boxoffice}"
 
-if ! command -v wrk >/dev/null; then
-  echo "installing wrk" >&2
-  (apt-get install -y wrk >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y wrk >/dev/null))
-fi
+ensure_tool wrk wrk
+ensure_tool redis-benchmark redis-tools
 command -v redis-server >/dev/null || { echo "redis-server is needed for the anchor" >&2; exit 1; }
 [ -n "${BENCH_BIN:-}" ] || cargo build --release -p boxoffice-server >&2
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-load=$(cut -d' ' -f1 /proc/loadavg)
+load=$(load1)
 echo "date: $(date -u +%FT%TZ)  commit: $(git rev-parse --short HEAD)  nproc: $(nproc)  cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)  load: $load  journal: $SYNC"
 if awk "BEGIN{exit !($load > 0.5)}"; then echo "WARNING: load average $load > 0.5 before the run; figures will be noisy" >&2; fi
 
@@ -53,14 +51,8 @@ for run in $(seq 1 "$RUNS"); do
   taskset -c 0 "$BIN" serve --demo --addr "127.0.0.1:$port" --data-dir "$WORK/data" --journal-sync "$SYNC" \
     --rate-limit-per-user 0 --log warn >"$WORK/server.log" 2>&1 &
   SERVER_PID=$!
-  for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
-  python3 - "$port" >"$WORK/tokens" <<'PY'
-import http.client, json, sys
-c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
-for i in range(1000):
-    c.request("POST", "/v1/auth/token", json.dumps({"user": f"bench{i}", "role": "fan"}), {"Content-Type": "application/json"})
-    print(json.loads(c.getresponse().read())["token"])
-PY
+  wait_ready "$port"
+  mint_tokens "$port" 1000 bench >"$WORK/tokens"
   out=$(BO_TOKENS="$WORK/tokens" BO_EVENT=ev_1 taskset -c 1 wrk -t1 -c64 -d"${DURATION}s" --latency \
         -s scripts/wrk-holds.lua "http://127.0.0.1:$port")
   echo "$out" | sed 's/^/    /'
@@ -101,7 +93,6 @@ PY
   kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
 done
 
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 r=$(median "${redis_figures[@]}"); o=$(median "${ours_figures[@]}")
 echo "median redis SET NX: $r ops/s; median boxoffice: $o req/s (holds+releases); p99s: ${ours_p99[*]}"
-echo "ratio boxoffice/redis: $(awk "BEGIN{printf \"%.2f\", $o/$r}")"
+echo "ratio boxoffice/redis: $(ratio "$o" "$r")"

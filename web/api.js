@@ -1,7 +1,10 @@
 // The API client: bearer token from localStorage, JSON in and out, the API's error body
-// turned into an ApiError with its code and message.
+// turned into an ApiError with its code and message. Two sessions: the fan's (`auth`, the
+// header's sign-in) and the box office's (`boxOffice`: an admin or staff token, pasted or
+// minted by the dev login, used only by the box-office pages).
 
 const AUTH_KEY = 'boxoffice.auth';
+const BOX_OFFICE_KEY = 'boxoffice.box-office';
 
 /** An answer >= 400 (or a network failure: status 0). */
 export class ApiError extends Error {
@@ -27,17 +30,7 @@ function decodeJwt(token) {
 export const auth = {
   listeners: new Set(),
   get current() {
-    let saved = null;
-    try {
-      saved = JSON.parse(localStorage.getItem(AUTH_KEY) || 'null');
-    } catch {
-      saved = null;
-    }
-    if (saved && saved.exp && saved.exp * 1000 <= Date.now()) {
-      localStorage.removeItem(AUTH_KEY);
-      return null;
-    }
-    return saved;
+    return savedSession(AUTH_KEY);
   },
   get token() {
     return this.current?.token || null;
@@ -62,18 +55,99 @@ export const auth = {
   },
 };
 
+/** Claims of a saved session, or null when absent or expired (then it is dropped). */
+function savedSession(key) {
+  let saved = null;
+  try {
+    saved = JSON.parse(localStorage.getItem(key) || 'null');
+  } catch {
+    saved = null;
+  }
+  if (saved && saved.exp && saved.exp * 1000 <= Date.now()) {
+    localStorage.removeItem(key);
+    return null;
+  }
+  return saved;
+}
+
+const STAFF_ROLES = ['admin', 'staff'];
+
+/**
+ * The box office's session: `{token, user, role, exp, source}` with role `admin` (every
+ * box-office page) or `staff` (the ticket scanner only). Its own token (`source: 'token'`
+ * when pasted, `'dev'` when minted by the dev login) or, failing that, the header's sign-in
+ * when that is an admin or staff one (`source: 'shared'`).
+ */
+export const boxOffice = {
+  listeners: new Set(),
+  get current() {
+    const own = savedSession(BOX_OFFICE_KEY);
+    if (own) return own;
+    const fan = auth.current;
+    return fan && STAFF_ROLES.includes(fan.role) ? { ...fan, source: 'shared' } : null;
+  },
+  get token() {
+    return this.current?.token || null;
+  },
+  get isAdmin() {
+    return this.current?.role === 'admin';
+  },
+  /**
+   * Signs in with a token from elsewhere (e.g. minted with the server's JWT secret). The
+   * server checks it: an admin route answers 404 for an unknown event only to an admin,
+   * 403 to other roles and 401 to a token it does not accept.
+   */
+  async useToken(raw) {
+    const token = raw.trim().replace(/^Bearer\s+/i, '');
+    const claims = decodeJwt(token);
+    if (!claims || !claims.sub) throw new ApiError(400, 'BAD_TOKEN', 'That is not a token (expected a JWT: three base64url parts separated by dots).');
+    if (!STAFF_ROLES.includes(claims.role)) throw new ApiError(400, 'NOT_STAFF', `That token is for a ${claims.role || 'user without a role'}; the box office needs an admin or staff token.`);
+    if (claims.exp && claims.exp * 1000 <= Date.now()) throw new ApiError(400, 'EXPIRED', 'That token has expired.');
+    try {
+      await api('GET', '/v1/events/ev_0/stats', { token, signOutOn401: false });
+    } catch (err) {
+      if (err.status === 401) throw new ApiError(401, err.code, 'The server does not accept that token (another server, or a different JWT secret).');
+      if (!(err.status === 404 || (err.status === 403 && claims.role === 'staff'))) throw err;
+    }
+    return this.save({ token, user: claims.sub, role: claims.role, exp: claims.exp || null, source: 'token' });
+  },
+  /** Mints an admin token with the server's dev login (`--dev-auth` or `--demo`). */
+  async devLogin(user) {
+    const { token } = await api('POST', '/v1/auth/token', { body: { user, role: 'admin' }, auth: false });
+    const claims = decodeJwt(token) || {};
+    return this.save({ token, user: claims.sub || user, role: claims.role || 'admin', exp: claims.exp || null, source: 'dev' });
+  },
+  save(session) {
+    localStorage.setItem(BOX_OFFICE_KEY, JSON.stringify(session));
+    this.changed();
+    return session;
+  },
+  signOut() {
+    if (localStorage.getItem(BOX_OFFICE_KEY)) localStorage.removeItem(BOX_OFFICE_KEY);
+    else if (this.current?.source === 'shared') auth.logout();
+    this.changed();
+  },
+  changed() {
+    for (const f of this.listeners) f(this.current);
+  },
+};
+auth.listeners.add(() => boxOffice.changed());
+
 window.addEventListener('storage', (e) => {
   if (e.key === AUTH_KEY) auth.changed();
+  if (e.key === BOX_OFFICE_KEY) boxOffice.changed();
 });
 
 /**
- * Calls the API. `body` is sent as JSON; `auth` (default true) adds the bearer token when
- * signed in; `raw` returns the Response itself. Resolves to the parsed JSON (null for 204).
+ * Calls the API. `body` is sent as JSON; `auth` (default true) adds the fan's bearer token
+ * when signed in, `token` sends that one instead (the box office's); `raw` returns the
+ * Response itself. Resolves to the parsed JSON (null for 204). A 401 to a saved token
+ * signs that session out (unless `signOutOn401` is false).
  */
-export async function api(method, path, { body, headers = {}, auth: withAuth = true, raw = false, signal, cache } = {}) {
+export async function api(method, path, { body, headers = {}, auth: withAuth = true, token: explicit, signOutOn401 = true, raw = false, signal, cache } = {}) {
   const h = { accept: 'application/json', ...headers };
   if (body !== undefined) h['content-type'] = 'application/json';
-  const token = withAuth ? auth.token : null;
+  const token = explicit || (withAuth ? auth.token : null);
   if (token) h.authorization = `Bearer ${token}`;
   let response;
   try {
@@ -87,10 +161,16 @@ export async function api(method, path, { body, headers = {}, auth: withAuth = t
   const data = type.startsWith('application/json') ? await response.json().catch(() => null) : null;
   if (!response.ok) {
     const error = data?.error || {};
-    if (response.status === 401 && token) {
+    if (response.status === 401 && token && signOutOn401) {
       // The token no longer verifies (expired or another server's secret): sign out.
-      localStorage.removeItem(AUTH_KEY);
-      auth.changed();
+      if (auth.token === token) {
+        localStorage.removeItem(AUTH_KEY);
+        auth.changed();
+      }
+      if (savedSession(BOX_OFFICE_KEY)?.token === token) {
+        localStorage.removeItem(BOX_OFFICE_KEY);
+        boxOffice.changed();
+      }
     }
     throw new ApiError(
       response.status,

@@ -1,8 +1,9 @@
 // The boxoffice web UI: event list, event page with the live seat map, hold, checkout,
 // waiting room, and "My tickets". Hash routes (`#/`, `#/event/ev_1`, `#/tickets`), so
-// the server serves one page at `/` and every other path stays the API's.
+// the server serves one page at `/` and every other path stays the API's. The box office
+// (`#/admin...`) lives in admin.js, loaded on its first visit.
 
-import { api, auth, ApiError, money, dateTime, newKey, eventDetail, hasRoute, el } from './api.js';
+import { api, auth, boxOffice, ApiError, money, dateTime, newKey, eventDetail, hasRoute, el } from './api.js';
 import { SeatMap, tierColors, UNAVAILABLE_COLOR, SELECTED_COLOR, MINE_COLOR } from './seatmap.js';
 import { solve } from './pow.js';
 
@@ -102,13 +103,41 @@ function route() {
   main.replaceChildren();
   if (parts[0] === 'event' && parts[1]) view = eventPage(decodeURIComponent(parts[1]));
   else if (parts[0] === 'tickets') view = ticketsPage();
+  else if (parts[0] === 'admin') view = boxOfficePage(parts.slice(1), params);
   else view = eventsPage(params);
-  hooks.page = parts[0] || 'events';
+  hooks.page = ['event', 'tickets', 'admin'].includes(parts[0]) ? parts[0] : 'events';
+  const section = { events: '', tickets: 'tickets', admin: 'admin' }[hooks.page];
   for (const a of document.querySelectorAll('header nav a')) {
-    const here = a.getAttribute('href') === `#/${parts[0] === 'tickets' ? 'tickets' : ''}` && parts[0] !== 'event';
-    if (here) a.setAttribute('aria-current', 'page');
+    if (section !== undefined && a.getAttribute('href') === `#/${section}`) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
+}
+
+/** The box office's pages, from admin.js (fetched on the first visit). */
+function boxOfficePage(parts, params) {
+  let inner = null;
+  let gone = false;
+  main.append(el('p', { class: 'muted' }, 'Loading the box office…'));
+  import('./admin.js').then((m) => {
+    if (gone) return;
+    main.replaceChildren();
+    inner = m.adminPage(parts, params, { main, toast, hooks });
+  }).catch((err) => {
+    if (!gone) main.replaceChildren(el('p', { class: 'message error', role: 'alert' }, `The box office could not load: ${err.message}`));
+  });
+  return {
+    destroy() {
+      gone = true;
+      inner?.destroy();
+    },
+  };
+}
+
+/** The header's "Box office" link: there while a box-office session (admin or staff) is. */
+function renderBoxOfficeLink() {
+  const session = boxOffice.current;
+  document.getElementById('nav-admin').hidden = !session;
+  document.getElementById('foot-admin').textContent = session ? `Box office (${session.user})` : 'Box office sign-in';
 }
 
 // ---- events list ------------------------------------------------------------------------------
@@ -596,6 +625,8 @@ function eventPage(eventId) {
           S.selected.splice(S.selected.indexOf(i), 1);
         }
         say(`Someone just took ${labels.join(', ') || 'one of those seats'}. ${S.selected.length ? 'The rest are still picked: ' : ''}Pick another seat and try again.`, 'warn');
+      } else if (err.code === 'ORPHAN_SEAT') {
+        say(`${err.message} Pick seats that leave no single empty seat between others.`, 'warn');
       } else if (err.status === 401) {
         needLogin(say);
       } else if (err.status === 429) {
@@ -967,8 +998,14 @@ function ticketsPage() {
 auth.listeners.add(renderAccount);
 // Holds, orders and tickets belong to the signed-in user: show them afresh for another one.
 auth.listeners.add(() => {
-  if (hooks.page !== 'events') route();
+  if (hooks.page !== 'events' && hooks.page !== 'admin') route();
+});
+// The box office's pages follow its session (which may be the header's admin sign-in).
+boxOffice.listeners.add(() => {
+  renderBoxOfficeLink();
+  if (hooks.page === 'admin') route();
 });
 renderAccount();
+renderBoxOfficeLink();
 window.addEventListener('hashchange', route);
 route();

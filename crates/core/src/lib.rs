@@ -18,7 +18,7 @@ pub use hold::{HoldStatus, HoldView};
 pub use ids::{EventId, HoldId, IdError, OrderId, TicketId, UserId};
 pub use limits::Limits;
 pub use money::{Currency, Money};
-pub use seatmap::{LayoutError, SeatLabel, SeatMap, SeatSpec, SectionSpec};
+pub use seatmap::{LayoutError, SeatLabel, SeatMap, SeatSpec, SectionSpec, StrandCheck};
 
 /// Milliseconds since the Unix epoch: the one time unit of the domain.
 pub type UnixMs = u64;

@@ -3,7 +3,13 @@
 //! A [`SeatMap`] is immutable: an event copies its venue's map when it is created, so a
 //! seat's index (its bit in the availability bitmap) never shifts. Seats are named
 //! `SECTION-ROW-NUMBER`; rows are numbered from 1 (nearest the stage) and seats within a
-//! row from 1 along the row, so seats `n` and `n+1` of a row are neighbours.
+//! row from 1 along the row, so seats `n` and `n+1` of a row are neighbours. A number a
+//! row lacks is an aisle or gap: the seats on either side of it are not neighbours.
+//!
+//! The orphan-seat rule lives here too ([`SeatMap::strand_checks`],
+//! [`SeatMap::stranded_by`]): a hold may not leave an available seat alone, with both
+//! row neighbours taken (a row end or an aisle counts as taken), unless it was alone
+//! before the hold.
 
 use std::collections::HashMap;
 
@@ -109,6 +115,19 @@ pub struct Row {
     pub seats: Vec<u32>,
 }
 
+/// No seat: the neighbour of a seat at a row end or an aisle.
+const NO_SEAT: u32 = u32::MAX;
+
+/// One check of the orphan-seat rule (see [`SeatMap::strand_checks`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StrandCheck {
+    /// A seat next to the hold that the hold does not take.
+    pub seat: u32,
+    /// Its neighbour on the far side from the hold; `None`: a row end, an aisle, or a
+    /// seat of the hold.
+    pub beyond: Option<u32>,
+}
+
 /// The immutable seat geometry of one venue or event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeatMap {
@@ -119,6 +138,9 @@ pub struct SeatMap {
     rows: Vec<Row>,
     /// For each seat, its row's position in `rows` and its position within that row.
     seat_row: Vec<(u32, u32)>,
+    /// For each seat, its row neighbours (see [`row_neighbours`](Self::row_neighbours)),
+    /// [`NO_SEAT`] for none: one read per seat on the hold path.
+    neighbours: Vec<[u32; 2]>,
     section_by_name: HashMap<String, u16>,
     by_position: HashMap<(u16, u32, u32), u32>,
 }
@@ -248,6 +270,7 @@ impl SeatMap {
             seats,
             rows: Vec::new(),
             seat_row: Vec::new(),
+            neighbours: Vec::new(),
             section_by_name,
             by_position: HashMap::new(),
         };
@@ -280,6 +303,15 @@ impl SeatMap {
         for (r, row) in rows.iter().enumerate() {
             for (p, &s) in row.seats.iter().enumerate() {
                 self.seat_row[s as usize] = (r as u32, p as u32);
+            }
+        }
+        self.neighbours = vec![[NO_SEAT; 2]; self.seats.len()];
+        for row in &rows {
+            for pair in row.seats.windows(2) {
+                if self.seats[pair[0] as usize].number + 1 == self.seats[pair[1] as usize].number {
+                    self.neighbours[pair[0] as usize][1] = pair[1];
+                    self.neighbours[pair[1] as usize][0] = pair[0];
+                }
             }
         }
         self.rows = rows;
@@ -344,6 +376,22 @@ impl SeatMap {
     /// between taken seats; failing that, the best available seat of a section and the
     /// seats nearest it. `None` when the section (or the map) lacks `count` seats.
     pub fn best_available(&self, available: &Bitmap, count: u32, section: Option<u16>) -> Option<Vec<u32>> {
+        self.pick(available, count, section, false)
+    }
+
+    /// [`best_available`](Self::best_available) under the orphan-seat rule: the nearest
+    /// seats of the fallback are also chosen so that they strand no seat (see
+    /// [`stranded_by`](Self::stranded_by)); `None` when no such choice was found.
+    pub fn best_available_strict(
+        &self,
+        available: &Bitmap,
+        count: u32,
+        section: Option<u16>,
+    ) -> Option<Vec<u32>> {
+        self.pick(available, count, section, true)
+    }
+
+    fn pick(&self, available: &Bitmap, count: u32, section: Option<u16>, strict: bool) -> Option<Vec<u32>> {
         let count = count as usize;
         if count == 0 {
             return None;
@@ -354,7 +402,86 @@ impl SeatMap {
                 return Some(run);
             }
         }
-        self.nearest_in_section(available, count, section)
+        let nearest = self.nearest_in_section(available, count, section)?;
+        if !strict {
+            return Some(nearest.into_iter().take(count).map(|(_, i)| i).collect());
+        }
+        self.nearest_without_stranding(available, count, &nearest)
+    }
+
+    /// The seat's neighbours in its row: the seats numbered one less and one more. A
+    /// number the row lacks (an aisle or gap) and the row's ends have no neighbour.
+    pub fn row_neighbours(&self, index: u32) -> (Option<u32>, Option<u32>) {
+        let [left, right] = self.neighbours[index as usize];
+        ((left != NO_SEAT).then_some(left), (right != NO_SEAT).then_some(right))
+    }
+
+    /// Whether a hold of `seats` would leave a seat alone: [`stranded_by`](Self::stranded_by)
+    /// is not empty. Allocates nothing for holds of up to 16 seats (the hot path).
+    pub fn strands_any(&self, available: &Bitmap, seats: &[u32]) -> bool {
+        if seats.len() > 16 {
+            return !self.stranded_by(available, seats).is_empty();
+        }
+        let taken_after = |s: u32| s == NO_SEAT || seats.contains(&s) || !available.is_available(s);
+        seats.iter().any(|&s| {
+            let around = self.neighbours[s as usize];
+            (0..2).any(|side| {
+                let n = around[side];
+                n != NO_SEAT
+                    && !seats.contains(&n)
+                    && available.is_available(n)
+                    && taken_after(self.neighbours[n as usize][side])
+            })
+        })
+    }
+
+    /// The orphan-seat rule's checks for a hold of `seats` (distinct indexes of this map),
+    /// ascending by seat: each names a neighbour of a held seat that the hold does not
+    /// take, and the seat beyond it in the same direction. The hold strands
+    /// `check.seat` when that seat is available and `check.beyond` is taken, or is `None`
+    /// (a row end, an aisle, or a seat of the hold itself). Evaluated against the
+    /// availability before the hold by [`stranded_by`](Self::stranded_by), and inside
+    /// the distributed inventory's hold script against its bitmap.
+    pub fn strand_checks(&self, seats: &[u32]) -> Vec<StrandCheck> {
+        let sorted: Vec<u32>;
+        let held: &[u32] = if seats.len() <= 16 {
+            seats
+        } else {
+            let mut copy = seats.to_vec();
+            copy.sort_unstable();
+            sorted = copy;
+            &sorted
+        };
+        let in_hold =
+            |s: u32| if seats.len() <= 16 { held.contains(&s) } else { held.binary_search(&s).is_ok() };
+        let mut checks = Vec::new();
+        for &s in seats {
+            let (left, right) = self.row_neighbours(s);
+            if let Some(n) = left.filter(|&n| !in_hold(n)) {
+                let beyond = self.row_neighbours(n).0.filter(|&b| !in_hold(b));
+                checks.push(StrandCheck { seat: n, beyond });
+            }
+            if let Some(n) = right.filter(|&n| !in_hold(n)) {
+                let beyond = self.row_neighbours(n).1.filter(|&b| !in_hold(b));
+                checks.push(StrandCheck { seat: n, beyond });
+            }
+        }
+        // A seat between two held seats comes twice, both times with `beyond: None`.
+        checks.sort_unstable_by_key(|c| c.seat);
+        checks.dedup_by_key(|c| c.seat);
+        checks
+    }
+
+    /// The seats, ascending, that a hold of `seats` would leave alone: available, not
+    /// held, with both row neighbours taken afterwards (a row end or an aisle counts as
+    /// taken). `available` is the availability before the hold. A seat that was alone
+    /// already is not the hold's doing and is never named.
+    pub fn stranded_by(&self, available: &Bitmap, seats: &[u32]) -> Vec<u32> {
+        self.strand_checks(seats)
+            .into_iter()
+            .filter(|c| available.is_available(c.seat) && c.beyond.is_none_or(|b| !available.is_available(b)))
+            .map(|c| c.seat)
+            .collect()
     }
 
     fn run_in_row(&self, row: &Row, available: &Bitmap, count: usize) -> Option<Vec<u32>> {
@@ -384,7 +511,14 @@ impl SeatMap {
         None
     }
 
-    fn nearest_in_section(&self, available: &Bitmap, count: usize, section: Option<u16>) -> Option<Vec<u32>> {
+    /// The available seats of the home section by distance from its anchor (the first
+    /// available seat in quality order of a section that can fit the group), nearest first.
+    fn nearest_in_section(
+        &self,
+        available: &Bitmap,
+        count: usize,
+        section: Option<u16>,
+    ) -> Option<Vec<(f32, u32)>> {
         let mut per_section = vec![0usize; self.sections.len()];
         for i in available.iter_available() {
             per_section[self.seats[i as usize].section as usize] += 1;
@@ -406,7 +540,59 @@ impl SeatMap {
             })
             .collect();
         candidates.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        Some(candidates.into_iter().take(count).map(|(_, i)| i).collect())
+        Some(candidates)
+    }
+
+    /// `count` of `candidates` (the home section's available seats, nearest first) that
+    /// strand no seat. Taken segment by segment (a segment: adjacent available seats of
+    /// a row between taken seats, aisles and row ends), the segment of the nearest seat
+    /// first, each from its end nearer the anchor and never all but one of it: what is
+    /// left of a segment is empty or two seats or more, so no seat is left alone.
+    fn nearest_without_stranding(
+        &self,
+        available: &Bitmap,
+        count: usize,
+        candidates: &[(f32, u32)],
+    ) -> Option<Vec<u32>> {
+        let mut seen = std::collections::HashSet::new();
+        let mut picked: Vec<u32> = Vec::with_capacity(count);
+        for &(_, seat) in candidates {
+            if picked.len() == count {
+                break;
+            }
+            if seen.contains(&seat) {
+                continue;
+            }
+            let segment = self.segment(available, seat);
+            seen.extend(segment.iter().copied());
+            let len = segment.len();
+            let mut take = (count - picked.len()).min(len);
+            if len - take == 1 {
+                take -= 1;
+            }
+            let at = segment.iter().position(|&s| s == seat).expect("a seat is in its own segment");
+            if at < len - 1 - at {
+                picked.extend_from_slice(&segment[..take]);
+            } else {
+                picked.extend_from_slice(&segment[len - take..]);
+            }
+        }
+        (picked.len() == count).then_some(picked)
+    }
+
+    /// The available seats adjacent to `seat` (itself included) in its row, in row order.
+    fn segment(&self, available: &Bitmap, seat: u32) -> Vec<u32> {
+        let mut start = seat;
+        while let Some(left) = self.row_neighbours(start).0.filter(|&l| available.is_available(l)) {
+            start = left;
+        }
+        let mut segment = vec![start];
+        let mut at = start;
+        while let Some(right) = self.row_neighbours(at).1.filter(|&r| available.is_available(r)) {
+            segment.push(right);
+            at = right;
+        }
+        segment
     }
 }
 
@@ -558,6 +744,133 @@ mod tests {
         assert!(picked.iter().all(|&i| bits.is_available(i) && map.seat(i).section == 1));
         assert_eq!(map.label(picked[0]), "A-1-1", "anchored at the best available seat");
         assert_eq!(map.best_available(&bits, 7, map.section_index("A")), None);
+    }
+
+    fn taken(map: &SeatMap, labels: &[&str]) -> Bitmap {
+        let mut bits = Bitmap::all_available(map.len());
+        for label in labels {
+            bits.set_available(map.resolve(label).unwrap(), false);
+        }
+        bits
+    }
+
+    fn stranded(map: &SeatMap, bits: &Bitmap, hold: &[&str]) -> Vec<String> {
+        let seats: Vec<u32> = hold.iter().map(|l| map.resolve(l).unwrap()).collect();
+        map.stranded_by(bits, &seats).into_iter().map(|i| map.label(i)).collect()
+    }
+
+    /// Row 1 of section `A`: seats 1-4, an aisle (no seat 5), seats 6-9.
+    fn aisle_row() -> SeatMap {
+        let seats: Vec<SeatSpec> = [1, 2, 3, 4, 6, 7, 8, 9]
+            .into_iter()
+            .map(|number| SeatSpec {
+                section: "A".into(),
+                row: 1,
+                number,
+                x: number as f32,
+                y: 0.0,
+                tier: None,
+            })
+            .collect();
+        SeatMap::from_seats(tiers(), &seats).unwrap()
+    }
+
+    #[test]
+    fn row_neighbours_stop_at_row_ends_and_aisles() {
+        let map = aisle_row();
+        let at = |l: &str| map.resolve(l).unwrap();
+        assert_eq!(map.row_neighbours(at("A-1-1")), (None, Some(at("A-1-2"))));
+        assert_eq!(map.row_neighbours(at("A-1-4")), (Some(at("A-1-3")), None), "seat 5 is an aisle");
+        assert_eq!(map.row_neighbours(at("A-1-6")), (None, Some(at("A-1-7"))));
+        assert_eq!(map.row_neighbours(at("A-1-9")), (Some(at("A-1-8")), None));
+    }
+
+    #[test]
+    fn a_hold_may_not_strand_a_seat_at_a_row_end_an_aisle_or_between_taken_seats() {
+        let map = aisle_row();
+        let free = Bitmap::all_available(map.len());
+        assert_eq!(stranded(&map, &free, &["A-1-2"]), ["A-1-1"], "row end");
+        assert_eq!(stranded(&map, &free, &["A-1-3"]), ["A-1-4"], "aisle");
+        assert_eq!(stranded(&map, &free, &["A-1-7"]), ["A-1-6"], "aisle on the left");
+        assert_eq!(stranded(&map, &free, &["A-1-2", "A-1-3"]), ["A-1-1", "A-1-4"], "both sides");
+        assert_eq!(stranded(&map, &free, &["A-1-6", "A-1-8"]), ["A-1-7", "A-1-9"], "between its own seats");
+        assert!(stranded(&map, &free, &["A-1-1"]).is_empty(), "leaves a run of 3");
+        assert!(stranded(&map, &free, &["A-1-1", "A-1-2", "A-1-3", "A-1-4"]).is_empty(), "a whole block");
+        assert!(stranded(&map, &free, &["A-1-4", "A-1-6"]).is_empty(), "across the aisle, runs of 3 stay");
+
+        let bits = taken(&map, &["A-1-1"]);
+        assert_eq!(
+            stranded(&map, &bits, &["A-1-3"]),
+            ["A-1-2", "A-1-4"],
+            "between taken seats, by the aisle"
+        );
+        assert!(stranded(&map, &bits, &["A-1-2"]).is_empty(), "next to the taken seat");
+        assert_eq!(stranded(&map, &bits, &["A-1-2", "A-1-3"]), ["A-1-4"], "alone by the aisle");
+        assert!(
+            stranded(&map, &bits, &["A-1-2", "A-1-3", "A-1-4"]).is_empty(),
+            "fills the gap up to the aisle"
+        );
+        let gap = taken(&map, &["A-1-1", "A-1-3"]);
+        assert!(stranded(&map, &gap, &["A-1-2"]).is_empty(), "a hold that fills a single gap exactly");
+        assert!(stranded(&map, &gap, &["A-1-4"]).is_empty(), "A-1-2 was alone before the hold");
+        let pair = taken(&map, &["A-1-6", "A-1-9"]);
+        assert_eq!(stranded(&map, &pair, &["A-1-7"]), ["A-1-8"]);
+        assert!(stranded(&map, &pair, &["A-1-7", "A-1-8"]).is_empty(), "fills the gap of two exactly");
+    }
+
+    #[test]
+    fn strict_best_available_never_strands_a_seat_even_in_its_fallback() {
+        let map = SeatMap::from_sections(tiers(), &[section("A", 4, 7, None)]).unwrap();
+        // A deterministic scatter of taken seats: no run of 4 anywhere, many gaps of 1-3.
+        let mut state = 0x2545_f491_u64;
+        for round in 0..200 {
+            let mut bits = Bitmap::all_available(map.len());
+            for i in 0..map.len() as u32 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                if state % 100 < 45 {
+                    bits.set_available(i, false);
+                }
+            }
+            for count in 1..=5 {
+                let Some(picked) = map.best_available_strict(&bits, count, None) else { continue };
+                assert_eq!(picked.len(), count as usize, "round {round}");
+                assert!(picked.iter().all(|&i| bits.is_available(i)), "round {round}: picks available seats");
+                assert!(map.stranded_by(&bits, &picked).is_empty(), "round {round}: {count} strands a seat");
+                assert!(!map.strands_any(&bits, &picked));
+            }
+            for seat in 0..map.len() as u32 - 2 {
+                let hold = [seat, seat + 2];
+                if hold.iter().all(|&s| bits.is_available(s)) {
+                    let named = !map.stranded_by(&bits, &hold).is_empty();
+                    assert_eq!(map.strands_any(&bits, &hold), named, "round {round}: {hold:?}");
+                }
+            }
+        }
+        // Only row A-1 has seats: 1-2, 4-5 and 7 (3 and 6 taken), no run of 3. The plain
+        // fallback takes the three nearest the anchor A-1-1 (1, 2 and 4), stranding A-1-5.
+        let mut rest: Vec<String> = vec!["A-1-3".into(), "A-1-6".into()];
+        rest.extend((2..=4).flat_map(|r| (1..=7).map(move |n| format!("A-{r}-{n}"))));
+        let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+        let bits = taken(&map, &rest);
+        let plain = map.best_available(&bits, 3, None).unwrap();
+        assert_eq!(stranded_labels(&map, &bits, &plain), ["A-1-5"]);
+        let strict = map.best_available_strict(&bits, 3, None).unwrap();
+        let labels: Vec<String> = strict.iter().map(|&i| map.label(i)).collect();
+        assert_eq!(labels, ["A-1-1", "A-1-2", "A-1-7"], "whole segments of 2, then the lone seat");
+        assert!(map.stranded_by(&bits, &strict).is_empty());
+        let four = map.best_available_strict(&bits, 4, None).unwrap();
+        let labels: Vec<String> = four.iter().map(|&i| map.label(i)).collect();
+        assert_eq!(labels, ["A-1-1", "A-1-2", "A-1-4", "A-1-5"]);
+        // Two seats left as 1-2: one seat can only come from a pair, which strands the other.
+        let pair = taken(&map, &[&rest[..], &["A-1-4", "A-1-5", "A-1-7"]].concat());
+        assert_eq!(map.best_available(&pair, 1, None).map(|p| p.len()), Some(1));
+        assert_eq!(map.best_available_strict(&pair, 1, None), None, "either seat strands the other");
+    }
+
+    fn stranded_labels(map: &SeatMap, bits: &Bitmap, seats: &[u32]) -> Vec<String> {
+        map.stranded_by(bits, seats).into_iter().map(|i| map.label(i)).collect()
     }
 
     #[test]

@@ -9,6 +9,10 @@
 //!   is the combined rate;
 //! - `best_available_4/*`: a best-available hold of 4 seats plus its release, on an empty
 //!   venue and on one whose front half (rows 1-10 of every section) is taken.
+//! - `orphan_rule/*`: the same work with the orphan-seat rule off and on: single-seat
+//!   holds (+ release) of random seats other than the second and the second-to-last of a
+//!   row (which the rule refuses on an empty row), so that every hold succeeds either way
+//!   and the difference is the rule's check; and best available of 4 on the empty venue.
 //!
 //! Run: `cargo bench -p boxoffice-engine --bench engine -- --warm-up-time 1 --measurement-time 3`
 
@@ -86,6 +90,7 @@ async fn pairs(inv: &MemoryInventory, users: &[UserId], rng: &mut Rng, n: u64, f
             selection: Selection::Seats(vec![rng.below(SEATS)]),
             ttl_ms: TTL_MS,
             max_seats_per_user: NO_LIMIT,
+            orphan_rule: false,
         };
         match inv.hold(request).await {
             Ok(view) => {
@@ -160,6 +165,7 @@ fn best_available(c: &mut Criterion) {
                         selection: Selection::BestAvailable { count: 4, section: None },
                         ttl_ms: TTL_MS,
                         max_seats_per_user: NO_LIMIT,
+                        orphan_rule: false,
                     };
                     let view = inv.hold(request).await.expect("4 seats are free");
                     black_box(inv.release(view.id).await.expect("own hold is live"));
@@ -183,6 +189,7 @@ fn best_available(c: &mut Criterion) {
                 selection: Selection::Seats(row.seats.clone()),
                 ttl_ms: TTL_MS * 1_000,
                 max_seats_per_user: NO_LIMIT,
+                orphan_rule: false,
             };
             front_sold.hold(request).await.expect("front rows are free");
         }
@@ -191,5 +198,71 @@ fn best_available(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, hold_release, best_available);
+/// Hold + release pairs of random single seats that the rule lets through on an empty
+/// venue, with the orphan-seat rule `on` or off; every hold must succeed.
+async fn rule_pairs(inv: &MemoryInventory, users: &[UserId], rng: &mut Rng, n: u64, on: bool) {
+    for k in 0..n as usize {
+        let mut seat = rng.below(SEATS);
+        // Positions 1 and 48 of a row (seats 2 and 49) would strand the row's end seat.
+        if matches!(seat % SEATS_PER_ROW, 1 | 48) {
+            seat += 1;
+        }
+        let request = HoldRequest {
+            event: EVENT,
+            user: users[k % users.len()].clone(),
+            selection: Selection::Seats(vec![seat]),
+            ttl_ms: TTL_MS,
+            max_seats_per_user: NO_LIMIT,
+            orphan_rule: on,
+        };
+        let view = inv.hold(request).await.expect("a lone hold on an empty row strands nothing");
+        black_box(inv.release(view.id).await.expect("own hold is live"));
+    }
+}
+
+fn orphan_rule(c: &mut Criterion) {
+    let mut group = c.benchmark_group("orphan_rule");
+    group.throughput(Throughput::Elements(1));
+    let users = users();
+    let rt = current_thread();
+    for on in [false, true] {
+        let inv = inventory(&rt);
+        let name = if on { "single_seat_on" } else { "single_seat_off" };
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut rng = Rng::new(next_seed());
+                let start = Instant::now();
+                rt.block_on(rule_pairs(&inv, &users, &mut rng, iters, on));
+                start.elapsed()
+            });
+        });
+    }
+    for on in [false, true] {
+        let inv = inventory(&rt);
+        let name = if on { "best_available_4_on" } else { "best_available_4_off" };
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                rt.block_on(async {
+                    for k in 0..iters as usize {
+                        let request = HoldRequest {
+                            event: EVENT,
+                            user: users[k % users.len()].clone(),
+                            selection: Selection::BestAvailable { count: 4, section: None },
+                            ttl_ms: TTL_MS,
+                            max_seats_per_user: NO_LIMIT,
+                            orphan_rule: on,
+                        };
+                        let view = inv.hold(request).await.expect("4 seats are free");
+                        black_box(inv.release(view.id).await.expect("own hold is live"));
+                    }
+                });
+                start.elapsed()
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, hold_release, best_available, orphan_rule);
 criterion_main!(benches);

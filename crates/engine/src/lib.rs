@@ -1,7 +1,8 @@
 //! The inventory engine: per-event seat state with atomic all-or-nothing multi-seat holds.
 //!
 //! [`Inventory`] is the contract every backend keeps: `hold` moves every requested seat
-//! AVAILABLE -> HELD or changes nothing; `pin` marks a hold CONFIRMING while its checkout
+//! AVAILABLE -> HELD or changes nothing (under the event's orphan-seat rule it also
+//! refuses, in the same atomic step, a hold that would leave a seat alone); `pin` marks a hold CONFIRMING while its checkout
 //! runs (expiry never touches a pinned hold); `confirm` turns a pinned hold's seats SOLD;
 //! `release` and expiry return seats to sale. The availability bitmap and the event's
 //! version change in the same step as the seats.
@@ -48,6 +49,10 @@ pub struct HoldRequest {
     pub ttl_ms: u64,
     /// Seats the user may have in this event, held plus bought.
     pub max_seats_per_user: u32,
+    /// The orphan-seat rule (the event's setting): refuse a hold that would leave an
+    /// available seat alone between taken seats, or between a taken seat and an aisle or
+    /// row end (see `SeatMap::stranded_by`), and pick best available so that it never does.
+    pub orphan_rule: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,6 +69,9 @@ pub enum InventoryError {
     SeatsUnavailable(Vec<u32>),
     #[error("not enough adjacent or nearby seats available")]
     NotEnoughSeats,
+    /// The hold would leave these available seats (ascending) alone in their rows.
+    #[error("the hold would leave a single seat alone in its row")]
+    OrphanSeat(Vec<u32>),
     #[error("user has {current} seats in this event; {requested} more would pass the limit of {limit}")]
     UserLimit { current: u32, requested: u32, limit: u32 },
     #[error("hold has expired")]

@@ -722,6 +722,10 @@ impl Inventory for MemoryInventory {
                     }
                     seats
                 }
+                Selection::BestAvailable { count, section } if request.orphan_rule => shard
+                    .map
+                    .best_available_strict(&st.bitmap, count, section)
+                    .ok_or(InventoryError::NotEnoughSeats)?,
                 Selection::BestAvailable { count, section } => shard
                     .map
                     .best_available(&st.bitmap, count, section)
@@ -729,6 +733,9 @@ impl Inventory for MemoryInventory {
             };
             if seats.is_empty() {
                 return Err(InventoryError::NotEnoughSeats);
+            }
+            if request.orphan_rule && shard.map.strands_any(&st.bitmap, &seats) {
+                return Err(InventoryError::OrphanSeat(shard.map.stranded_by(&st.bitmap, &seats)));
             }
             let id = HoldId::random(request.event);
             let hold = LiveHold {
@@ -1109,6 +1116,7 @@ mod tests {
             selection: Selection::Seats(seats.to_vec()),
             ttl_ms: 10_000,
             max_seats_per_user: 8,
+            orphan_rule: false,
         };
         inv.hold(request).await.expect("hold")
     }

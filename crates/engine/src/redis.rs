@@ -15,7 +15,12 @@
 //! first expires what is due, then changes seats, bits, counters, the version and the
 //! change stream together, so they never disagree. Best available is picked on the node
 //! from the event's bitmap and held with the same script as named seats, retrying with a
-//! fresh pick when another node took a seat first. The seat map is node-local.
+//! fresh pick when another node took a seat first. The seat map is node-local. The
+//! orphan-seat rule needs rows and aisles, which only the seat map knows: the node sends
+//! the hold script the rule's checks for the seats asked for (`SeatMap::strand_checks`:
+//! each neighbour the hold leaves and the seat beyond it), and the script evaluates them
+//! against the bitmap in the same step as the hold, so the rule is as atomic as the hold.
+//! Nothing more is stored in Redis, and events initialized before the rule need nothing.
 //!
 //! Redis may lose an event (a restart without persistence, a failover to a replica that
 //! lacked it). Every script first checks that the event's `meta` is there and otherwise
@@ -301,12 +306,23 @@ impl RedisInventory {
 
     async fn hold_seats(&self, request: &HoldRequest, seats: &[u32]) -> Result<HoldView> {
         let id = HoldId::random(request.event);
-        let mut args = Vec::with_capacity(4 + seats.len());
+        let mut args = Vec::with_capacity(5 + seats.len());
         args.push(nonce_hex(id.nonce));
         args.push(request.user.to_string());
         args.push(request.ttl_ms.min(MAX_TTL_MS).to_string());
         args.push(request.max_seats_per_user.to_string());
+        args.push(seats.len().to_string());
         args.extend(seats.iter().map(u32::to_string));
+        // The orphan-seat rule's checks come from the node's copy of the seat map (rows
+        // and aisles); the script evaluates them against the bitmap in the same step as
+        // the hold. A seat outside the map is refused by the script (BAD_SEAT) first.
+        let map = self.map(request.event)?;
+        if request.orphan_rule && seats.iter().all(|&s| (s as usize) < map.len()) {
+            for check in map.strand_checks(seats) {
+                args.push(check.seat.to_string());
+                args.push(check.beyond.map_or_else(|| "-1".to_owned(), |b| b.to_string()));
+            }
+        }
         let reply = self.call(&self.scripts.hold, request.event, &args).await?;
         hold_view(id, ok(&reply, false)?)
     }
@@ -331,12 +347,20 @@ impl RedisInventory {
             let bitmap = Bitmap::from_bytes(&state.bitmap, map.len()).ok_or_else(|| {
                 InventoryError::Journal("redis: the event's bitmap does not fit its seat map".into())
             })?;
-            let seats = map.best_available(&bitmap, count, section).ok_or(InventoryError::NotEnoughSeats)?;
+            let picked = if request.orphan_rule {
+                map.best_available_strict(&bitmap, count, section)
+            } else {
+                map.best_available(&bitmap, count, section)
+            };
+            let seats = picked.ok_or(InventoryError::NotEnoughSeats)?;
             if seats.is_empty() {
                 return Err(InventoryError::NotEnoughSeats);
             }
             match self.hold_seats(request, &seats).await {
-                Err(InventoryError::SeatsUnavailable(_)) if attempt < self.config.best_available_retries => {
+                // Another node changed the seats, or their neighbours, since the read.
+                Err(InventoryError::SeatsUnavailable(_) | InventoryError::OrphanSeat(_))
+                    if attempt < self.config.best_available_retries =>
+                {
                     metrics::counter!("boxoffice_best_available_retries_total").increment(1);
                     attempt += 1;
                 }
@@ -722,6 +746,10 @@ fn script_error(items: &[Value], hold_op: bool) -> InventoryError {
             _ => malformed("unavailable seats"),
         },
         "NOT_ENOUGH_SEATS" => InventoryError::NotEnoughSeats,
+        "ORPHAN_SEAT" => match items.get(1).map(seat_list) {
+            Some(Ok(seats)) => InventoryError::OrphanSeat(seats),
+            _ => malformed("stranded seats"),
+        },
         "USER_LIMIT" => InventoryError::UserLimit { current: num(1), requested: num(2), limit: num(3) },
         "HOLD_EXPIRED" => InventoryError::HoldExpired,
         "HOLD_RELEASED" => InventoryError::HoldReleased,

@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use boxoffice_core::{Bitmap, EventId, HoldId, HoldStatus, HoldView, SeatMap, SectionSpec, UserId};
+use boxoffice_core::{Bitmap, EventId, HoldId, HoldStatus, HoldView, SeatMap, SeatSpec, SectionSpec, UserId};
 use boxoffice_engine::journal::SyncMode;
 use boxoffice_engine::memory::MemoryConfig;
 use boxoffice_engine::{
@@ -175,8 +175,16 @@ fn user(name: &str) -> UserId {
     UserId::parse(name).expect("valid user id")
 }
 
+/// A hold request with the orphan-seat rule off (its own tests turn it on).
 fn request(who: &str, selection: Selection) -> HoldRequest {
-    HoldRequest { event: EVENT, user: user(who), selection, ttl_ms: TTL, max_seats_per_user: LIMIT }
+    HoldRequest {
+        event: EVENT,
+        user: user(who),
+        selection,
+        ttl_ms: TTL,
+        max_seats_per_user: LIMIT,
+        orphan_rule: false,
+    }
 }
 
 fn seats(who: &str, seats: &[u32]) -> HoldRequest {
@@ -837,6 +845,178 @@ async fn best_available_without_enough_seats_is_not_enough_seats_and_changes_not
 }
 
 // ---------------------------------------------------------------------------------------
+// The orphan-seat rule
+// ---------------------------------------------------------------------------------------
+
+fn strict(who: &str, seats: &[u32]) -> HoldRequest {
+    HoldRequest { orphan_rule: true, ..self::seats(who, seats) }
+}
+
+fn strict_best(who: &str, count: u32) -> HoldRequest {
+    HoldRequest { orphan_rule: true, ..best(who, count, None) }
+}
+
+/// Seat indexes of labels.
+fn at(map: &SeatMap, labels: &[&str]) -> Vec<u32> {
+    labels.iter().map(|l| map.resolve(l).unwrap_or_else(|| panic!("no seat {l}"))).collect()
+}
+
+/// One section `A`, one row: seats 1-4, an aisle (no seat 5), seats 6-9.
+fn aisle_map() -> Arc<SeatMap> {
+    let seats: Vec<SeatSpec> = [1, 2, 3, 4, 6, 7, 8, 9]
+        .into_iter()
+        .map(|number| SeatSpec { section: "A".into(), row: 1, number, x: number as f32, y: 0.0, tier: None })
+        .collect();
+    Arc::new(SeatMap::from_seats(SeatMap::default_tiers(), &seats).expect("valid layout"))
+}
+
+async fn orphan_rule_refuses_a_hold_that_strands_a_seat_at_a_row_end_and_changes_nothing(b: Backend) {
+    let f = Fixture::new(b, small_map()).await;
+    let m = &f.map;
+    let before = f.snapshot().await;
+    assert_eq!(
+        f.inv.hold(strict("alice", &at(m, &["A-1-2"]))).await.unwrap_err(),
+        InventoryError::OrphanSeat(at(m, &["A-1-1"]))
+    );
+    assert_eq!(
+        f.inv.hold(strict("alice", &at(m, &["A-2-9"]))).await.unwrap_err(),
+        InventoryError::OrphanSeat(at(m, &["A-2-10"]))
+    );
+    assert_eq!(f.snapshot().await, before, "a refused hold changes nothing, not even the version");
+    assert_eq!(f.inv.user_seat_count(EVENT, &user("alice")).await.unwrap(), 0);
+    // The row's end seat itself, or both, or a run leaving two: fine.
+    f.inv.hold(strict("alice", &at(m, &["A-1-1", "A-1-2"]))).await.unwrap();
+    f.inv.hold(strict("bob", &at(m, &["A-2-8"]))).await.unwrap();
+    f.inv.hold(strict("carol", &at(m, &["A-3-10"]))).await.unwrap();
+    f.check().await;
+}
+
+async fn orphan_rule_refuses_a_seat_left_between_taken_seats_and_a_hold_that_fills_the_gap_is_fine(
+    b: Backend,
+) {
+    let f = Fixture::new(b, small_map()).await;
+    let m = &f.map;
+    f.inv.hold(strict("bob", &at(m, &["A-1-4"]))).await.unwrap();
+    f.inv.hold(strict("bob", &at(m, &["A-1-8"]))).await.unwrap();
+    // Free: 1-3, 5-7, 9-10. A-1-6 alone would leave 5 and 7 between taken seats.
+    assert_eq!(
+        f.inv.hold(strict("alice", &at(m, &["A-1-6"]))).await.unwrap_err(),
+        InventoryError::OrphanSeat(at(m, &["A-1-5", "A-1-7"]))
+    );
+    assert_eq!(
+        f.inv.hold(strict("alice", &at(m, &["A-1-5", "A-1-6"]))).await.unwrap_err(),
+        InventoryError::OrphanSeat(at(m, &["A-1-7"]))
+    );
+    // The whole gap of three exactly.
+    f.inv.hold(strict("alice", &at(m, &["A-1-5", "A-1-6", "A-1-7"]))).await.unwrap();
+    // A gap of one, filled exactly.
+    f.inv.hold(strict("carol", &at(m, &["A-1-2"]))).await.unwrap_err();
+    f.inv.hold(strict("carol", &at(m, &["A-1-1"]))).await.unwrap();
+    f.inv.hold(strict("dave", &at(m, &["A-1-3"]))).await.unwrap_err();
+    f.inv.hold(strict("dave", &at(m, &["A-1-2", "A-1-3"]))).await.unwrap();
+    f.check().await;
+}
+
+async fn orphan_rule_counts_an_aisle_as_a_row_end(b: Backend) {
+    let f = Fixture::new(b, aisle_map()).await;
+    let m = &f.map;
+    assert_eq!(
+        f.inv.hold(strict("alice", &at(m, &["A-1-3"]))).await.unwrap_err(),
+        InventoryError::OrphanSeat(at(m, &["A-1-4"])),
+        "A-1-4 would be alone between A-1-3 and the aisle"
+    );
+    assert_eq!(
+        f.inv.hold(strict("alice", &at(m, &["A-1-7"]))).await.unwrap_err(),
+        InventoryError::OrphanSeat(at(m, &["A-1-6"])),
+        "A-1-6 would be alone between the aisle and A-1-7"
+    );
+    // Seats on both sides of the aisle are not neighbours: taking 4 and 6 strands nobody.
+    f.inv.hold(strict("alice", &at(m, &["A-1-4", "A-1-6"]))).await.unwrap();
+    f.inv.hold(strict("bob", &at(m, &["A-1-7", "A-1-8", "A-1-9"]))).await.unwrap();
+    f.check().await;
+}
+
+async fn orphan_rule_names_every_seat_a_multi_seat_hold_would_strand(b: Backend) {
+    let f = Fixture::new(b, small_map()).await;
+    let m = &f.map;
+    let before = f.snapshot().await;
+    assert_eq!(
+        f.inv.hold(strict("alice", &at(m, &["A-1-2", "A-1-4"]))).await.unwrap_err(),
+        InventoryError::OrphanSeat(at(m, &["A-1-1", "A-1-3"])),
+        "a row end and a seat between its own seats"
+    );
+    assert_eq!(
+        f.inv.hold(strict("alice", &at(m, &["A-2-9", "A-3-2"]))).await.unwrap_err(),
+        InventoryError::OrphanSeat(at(m, &["A-2-10", "A-3-1"])),
+        "two rows, named in seat order"
+    );
+    assert_eq!(f.snapshot().await, before);
+    // Unavailable seats are answered before the rule.
+    f.inv.hold(strict("bob", &at(m, &["A-1-5", "A-1-6"]))).await.unwrap();
+    assert_eq!(
+        f.inv.hold(strict("alice", &at(m, &["A-1-2", "A-1-5"]))).await.unwrap_err(),
+        InventoryError::SeatsUnavailable(at(m, &["A-1-5"]))
+    );
+    f.inv.hold(strict("alice", &at(m, &["A-1-3", "A-1-4", "A-1-7", "A-1-8"]))).await.unwrap();
+    f.check().await;
+}
+
+async fn orphan_rule_ignores_a_seat_that_was_alone_before_the_hold(b: Backend) {
+    let f = Fixture::new(b, small_map()).await;
+    let m = &f.map;
+    // Made without the rule (an event that had it off): A-1-1 is alone.
+    f.inv.hold(seats("bob", &at(m, &["A-1-2"]))).await.unwrap();
+    f.inv.hold(strict("alice", &at(m, &["A-1-3", "A-1-4"]))).await.unwrap();
+    f.inv.hold(strict("carol", &at(m, &["A-1-1"]))).await.unwrap();
+    f.check().await;
+}
+
+async fn orphan_rule_off_lets_any_hold_strand_a_seat(b: Backend) {
+    let f = Fixture::new(b, small_map()).await;
+    let m = &f.map;
+    let held = f.inv.hold(seats("alice", &at(m, &["A-1-2", "A-1-4"]))).await.unwrap();
+    assert_eq!(held.seats, at(m, &["A-1-2", "A-1-4"]));
+    f.check().await;
+}
+
+async fn best_available_under_the_orphan_rule_never_strands_a_seat(b: Backend) {
+    // One row of 7: with 3 and 6 taken, no run of 3 is left; the plain fallback takes the
+    // three seats nearest A-1-1 (1, 2, 4) and strands A-1-5.
+    let map = seat_map(&[("A", 1, 7)]);
+    let f = Fixture::new(b, map.clone()).await;
+    f.inv.hold(seats("bob", &at(&map, &["A-1-3", "A-1-6"]))).await.unwrap();
+    let before = f.snapshot().await;
+    let picked = f.inv.hold(strict_best("alice", 3)).await.unwrap();
+    let labels: Vec<String> = picked.seats.iter().map(|&i| map.label(i)).collect();
+    assert_eq!(labels, ["A-1-1", "A-1-2", "A-1-7"]);
+    assert!(map.stranded_by(&before.bitmap, &picked.seats).is_empty());
+    // A-1-4 and A-1-5 are left: one seat from them would strand the other.
+    assert_eq!(f.inv.hold(strict_best("carol", 1)).await.unwrap_err(), InventoryError::NotEnoughSeats);
+    f.inv.hold(strict_best("carol", 2)).await.unwrap();
+    assert_eq!(f.snapshot().await.available_count, 0);
+    f.check().await;
+
+    // Without the rule, the same request strands A-1-5.
+    let f = Fixture::new(b, map.clone()).await;
+    f.inv.hold(seats("bob", &at(&map, &["A-1-3", "A-1-6"]))).await.unwrap();
+    let plain = f.inv.hold(best("alice", 3, None)).await.unwrap();
+    let labels: Vec<String> = plain.seats.iter().map(|&i| map.label(i)).collect();
+    assert_eq!(labels, ["A-1-1", "A-1-2", "A-1-4"]);
+
+    // Runs in rows: never a run that leaves one seat at the row's end.
+    let map = seat_map(&[("A", 2, 5), ("B", 2, 6)]);
+    let f = Fixture::new(b, map.clone()).await;
+    let many = |count| HoldRequest { max_seats_per_user: u32::MAX, ..strict_best("alice", count) };
+    for _ in 0..4 {
+        let before = f.snapshot().await;
+        let h = f.inv.hold(many(2)).await.unwrap();
+        assert_adjacent_in_one_row(&map, &h.seats);
+        assert!(map.stranded_by(&before.bitmap, &h.seats).is_empty(), "{:?} strands a seat", h.seats);
+    }
+    f.check().await;
+}
+
+// ---------------------------------------------------------------------------------------
 // Loading events
 // ---------------------------------------------------------------------------------------
 
@@ -1200,8 +1380,8 @@ mod model {
 
     #[derive(Debug, Clone)]
     enum Op {
-        Hold { user: usize, seats: Vec<u32> },
-        Best { user: usize, count: u32, section: Option<u16> },
+        Hold { user: usize, seats: Vec<u32>, orphan: bool },
+        Best { user: usize, count: u32, section: Option<u16>, orphan: bool },
         Release(HoldRef),
         Pin(HoldRef, u8),
         Unpin(HoldRef, u8),
@@ -1242,10 +1422,10 @@ mod model {
     fn op() -> impl Strategy<Value = Op> {
         let all: Vec<u32> = (0..40).collect();
         prop_oneof![
-            6 => (0..USERS, proptest::sample::subsequence(all, 1..=5).prop_shuffle())
-                .prop_map(|(user, seats)| Op::Hold { user, seats }),
-            2 => (0..USERS, 1..=5u32, proptest::option::of(0..2u16))
-                .prop_map(|(user, count, section)| Op::Best { user, count, section }),
+            6 => (0..USERS, proptest::sample::subsequence(all, 1..=5).prop_shuffle(), any::<bool>())
+                .prop_map(|(user, seats, orphan)| Op::Hold { user, seats, orphan }),
+            2 => (0..USERS, 1..=5u32, proptest::option::of(0..2u16), any::<bool>())
+                .prop_map(|(user, count, section, orphan)| Op::Best { user, count, section, orphan }),
             3 => hold_ref().prop_map(Op::Release),
             3 => (hold_ref(), 0..2u8).prop_map(|(i, a)| Op::Pin(i, a)),
             2 => (hold_ref(), 0..2u8).prop_map(|(i, a)| Op::Unpin(i, a)),
@@ -1308,6 +1488,30 @@ mod model {
                 }
             }
             b
+        }
+
+        /// The orphan-seat rule, written plainly: the free seats next to the hold (not in
+        /// it) whose neighbours on both sides are taken once it is made, a row end or an
+        /// aisle counting as taken. Ascending.
+        fn stranded(&self, map: &SeatMap, hold: &[u32]) -> Vec<u32> {
+            let taken_after =
+                |s: Option<u32>| s.is_none_or(|s| hold.contains(&s) || self.seats[s as usize] != MSeat::Free);
+            let mut stranded: Vec<u32> = hold
+                .iter()
+                .flat_map(|&s| {
+                    let (left, right) = map.row_neighbours(s);
+                    [left, right]
+                })
+                .flatten()
+                .filter(|&n| !hold.contains(&n) && self.seats[n as usize] == MSeat::Free)
+                .filter(|&n| {
+                    let (left, right) = map.row_neighbours(n);
+                    taken_after(left) && taken_after(right)
+                })
+                .collect();
+            stranded.sort_unstable();
+            stranded.dedup();
+            stranded
         }
 
         fn end(&mut self, h: usize, status: HoldStatus) {
@@ -1382,7 +1586,7 @@ mod model {
         clock.advance_ms(step.advance_ms);
         m.now += step.advance_ms;
         match &step.op {
-            Op::Hold { user, seats } => {
+            Op::Hold { user, seats, orphan } => {
                 m.expire_due();
                 let n = seats.len() as u32;
                 let current = m.per_user[*user];
@@ -1392,6 +1596,8 @@ mod model {
                     Err(InventoryError::UserLimit { current, requested: n, limit: USER_LIMIT })
                 } else if !unavailable.is_empty() {
                     Err(InventoryError::SeatsUnavailable(unavailable))
+                } else if *orphan && !m.stranded(map, seats).is_empty() {
+                    Err(InventoryError::OrphanSeat(m.stranded(map, seats)))
                 } else {
                     Ok(seats.clone())
                 };
@@ -1402,20 +1608,27 @@ mod model {
                         selection: Selection::Seats(seats.clone()),
                         ttl_ms: PROP_TTL,
                         max_seats_per_user: USER_LIMIT,
+                        orphan_rule: *orphan,
                     })
                     .await;
                 check_hold(m, got, expected, *user)?;
             }
-            Op::Best { user, count, section } => {
+            Op::Best { user, count, section, orphan } => {
                 m.expire_due();
                 let current = m.per_user[*user];
                 let expected = if current + count > USER_LIMIT {
                     Err(InventoryError::UserLimit { current, requested: *count, limit: USER_LIMIT })
+                } else if *orphan {
+                    map.best_available_strict(&m.bitmap(), *count, *section)
+                        .ok_or(InventoryError::NotEnoughSeats)
                 } else {
                     map.best_available(&m.bitmap(), *count, *section).ok_or(InventoryError::NotEnoughSeats)
                 };
                 if let Ok(picked) = &expected {
                     prop_assert_eq!(picked.len() as u32, *count);
+                    if *orphan {
+                        prop_assert_eq!(m.stranded(map, picked), Vec::<u32>::new(), "best available strands");
+                    }
                 }
                 let got = inv
                     .hold(HoldRequest {
@@ -1424,6 +1637,7 @@ mod model {
                         selection: Selection::BestAvailable { count: *count, section: *section },
                         ttl_ms: PROP_TTL,
                         max_seats_per_user: USER_LIMIT,
+                        orphan_rule: *orphan,
                     })
                     .await;
                 check_hold(m, got, expected, *user)?;
@@ -2140,4 +2354,11 @@ on_both_backends! {
     mark_sold_repairs_seats_the_store_sold_and_a_hold_on_them_loses,
     history_records_every_change_once_in_version_order,
     history_says_when_records_were_trimmed,
+    orphan_rule_refuses_a_hold_that_strands_a_seat_at_a_row_end_and_changes_nothing,
+    orphan_rule_refuses_a_seat_left_between_taken_seats_and_a_hold_that_fills_the_gap_is_fine,
+    orphan_rule_counts_an_aisle_as_a_row_end,
+    orphan_rule_names_every_seat_a_multi_seat_hold_would_strand,
+    orphan_rule_ignores_a_seat_that_was_alone_before_the_hold,
+    orphan_rule_off_lets_any_hold_strand_a_seat,
+    best_available_under_the_orphan_rule_never_strands_a_seat,
 }

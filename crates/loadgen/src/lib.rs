@@ -22,10 +22,12 @@
 
 pub mod api;
 pub mod audit;
+pub mod bench_table;
 pub mod client;
 pub mod html;
 pub mod inspect;
 pub mod onsale;
+pub mod pipeline;
 pub mod report;
 pub mod run;
 pub mod schedule;
@@ -180,6 +182,11 @@ pub struct Args {
     /// Bare: the path to GET.
     #[arg(long, default_value = "/healthz")]
     pub path: String,
+    /// Bare: HTTP/1.1 pipelining, this many requests in flight per connection (closed
+    /// model only). Off (1) by default: a pipelined figure measures fewer system calls
+    /// per request and is not comparable with one request at a time.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(pipeline::MAX_PIPELINE_DEPTH)))]
+    pub pipeline: u32,
     /// Seconds one request may take before it counts as timed out.
     #[arg(long, default_value = "15", value_parser = parse_timeout)]
     pub timeout: f64,

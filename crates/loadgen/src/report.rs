@@ -71,6 +71,8 @@ pub struct Report {
     pub zipf: Option<f64>,
     pub hot_seats: Option<u32>,
     pub path: Option<String>,
+    /// Bare: requests in flight per connection, when pipelined (`--pipeline`).
+    pub pipeline: Option<u32>,
     pub seed: u64,
     /// Requests sent (answered or not).
     pub requests: u64,
@@ -89,7 +91,36 @@ pub struct Report {
     pub viewers: Option<crate::viewers::ViewersReport>,
     /// The `onsale` scenario's conversion.
     pub onsale: Option<crate::onsale::OnsaleReport>,
+    /// What the load generator itself used while it measured.
+    pub generator_cpu: Option<GeneratorCpu>,
     pub notes: Vec<String>,
+}
+
+/// The load generator's own CPU time (user + system, all its threads) over the measured
+/// run: close to one core means the generator, not the server, may have set the pace.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct GeneratorCpu {
+    pub seconds: f64,
+    /// CPU seconds per elapsed second.
+    pub cores: f64,
+    /// CPU microseconds per answer.
+    pub us_per_answer: f64,
+}
+
+impl GeneratorCpu {
+    /// From CPU seconds spent over `elapsed_s` for `answers` answers; `None` without a
+    /// measured interval.
+    pub fn of(seconds: f64, elapsed_s: f64, answers: u64) -> Option<GeneratorCpu> {
+        if elapsed_s <= 0.0 || seconds < 0.0 {
+            return None;
+        }
+        let round = |v: f64, places: i32| (v * 10f64.powi(places)).round() / 10f64.powi(places);
+        Some(GeneratorCpu {
+            seconds: round(seconds, 3),
+            cores: round(seconds / elapsed_s, 2),
+            us_per_answer: if answers == 0 { 0.0 } else { round(seconds * 1e6 / answers as f64, 2) },
+        })
+    }
 }
 
 /// `1234567` as `1,234,567`.
@@ -130,6 +161,7 @@ impl Report {
             zipf: None,
             hot_seats: None,
             path: None,
+            pipeline: None,
             seed: args.seed.unwrap_or(0),
             requests: 0,
             responses: 0,
@@ -143,6 +175,7 @@ impl Report {
             cleanup: None,
             viewers: None,
             onsale: None,
+            generator_cpu: None,
             notes: Vec::new(),
         }
     }
@@ -219,6 +252,7 @@ impl Report {
             hot_seats: (plan.scenario == Scenario::HotSeats)
                 .then(|| args.seats.min(plan.labels.len() as u32)),
             path: (plan.scenario == Scenario::Bare).then(|| args.path.clone()),
+            pipeline: (plan.pipeline > 1).then_some(plan.pipeline),
             seed: plan.seed,
             requests: shard.requests,
             responses,
@@ -236,6 +270,7 @@ impl Report {
             cleanup,
             viewers: None,
             onsale: None,
+            generator_cpu: None,
             notes,
         }
     }
@@ -285,6 +320,9 @@ impl Report {
         }
         if let Some(path) = &self.path {
             let _ = write!(s, " GET {path}");
+        }
+        if let Some(depth) = self.pipeline {
+            let _ = write!(s, ", pipelined {depth} deep");
         }
         if let Some(v) = &self.viewers {
             let _ = write!(s, ", {} viewers", thousands(u64::from(v.fleet)));
@@ -416,6 +454,15 @@ impl Report {
         if let Some(o) = &self.onsale {
             o.text(&mut out);
         }
+        if let Some(cpu) = &self.generator_cpu {
+            let _ = writeln!(
+                out,
+                "load generator: {:.2} CPU-s, {:.0}% of a core, {:.2} us per answer",
+                cpu.seconds,
+                cpu.cores * 100.0,
+                cpu.us_per_answer
+            );
+        }
         for note in &self.notes {
             let _ = writeln!(out, "note: {note}");
         }
@@ -448,5 +495,13 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1_000), "1,000");
         assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn generator_cpu_is_per_elapsed_second_and_per_answer() {
+        let cpu = GeneratorCpu::of(4.0, 10.0, 2_000_000).expect("a measured interval");
+        assert_eq!(cpu, GeneratorCpu { seconds: 4.0, cores: 0.4, us_per_answer: 2.0 });
+        assert_eq!(GeneratorCpu::of(1.0, 2.0, 0).map(|c| c.us_per_answer), Some(0.0));
+        assert_eq!(GeneratorCpu::of(1.0, 0.0, 10), None);
     }
 }

@@ -19,7 +19,8 @@ use tokio::time::Instant;
 
 use crate::audit::{AuditLog, AuditReport};
 use crate::inspect::{release_leftovers, run_audit};
-use crate::report::{ProgressSample, Report, Timeline};
+use crate::pipeline;
+use crate::report::{GeneratorCpu, ProgressSample, Report, Timeline};
 use crate::setup::prepare;
 use crate::stats::{OpSummary, Shard, human_us, window_histogram};
 use crate::worker::{Plan, Worker};
@@ -32,6 +33,8 @@ const CONNECT_GATE: Duration = Duration::from_secs(10);
 struct Measured {
     shard: Shard,
     elapsed: Duration,
+    /// The process's CPU seconds over the measured run.
+    cpu_s: Option<f64>,
     progress: Vec<ProgressSample>,
 }
 
@@ -65,8 +68,17 @@ async fn drive(plan: Arc<Plan>, quiet: bool) -> Result<Measured, LoadError> {
                 let outcome = runtime.block_on(async move {
                     let mut tasks = tokio::task::JoinSet::new();
                     for index in workers {
-                        let worker = Worker::new(plan.clone(), shard.clone(), index);
-                        tasks.spawn(worker.run(connected.clone(), start_rx.clone()));
+                        if plan.pipeline > 1 {
+                            tasks.spawn(pipeline::run(
+                                plan.clone(),
+                                shard.clone(),
+                                connected.clone(),
+                                start_rx.clone(),
+                            ));
+                        } else {
+                            let worker = Worker::new(plan.clone(), shard.clone(), index);
+                            tasks.spawn(worker.run(connected.clone(), start_rx.clone()));
+                        }
                     }
                     let mut failure = Ok(());
                     while let Some(joined) = tasks.join_next().await {
@@ -87,6 +99,7 @@ async fn drive(plan: Arc<Plan>, quiet: bool) -> Result<Measured, LoadError> {
     while connected.load(Ordering::Acquire) < plan.connections && gate.elapsed() < CONNECT_GATE {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let cpu_before = crate::sys::process_cpu_seconds();
     let start = Instant::now();
     let _ = start_tx.send(Some(start));
 
@@ -114,6 +127,7 @@ async fn drive(plan: Arc<Plan>, quiet: bool) -> Result<Measured, LoadError> {
         }
     }
     let elapsed = start.elapsed();
+    let cpu_s = cpu_before.zip(crate::sys::process_cpu_seconds()).map(|(before, after)| after - before);
     progress.tick(&shards, elapsed, Instant::now() - last_tick);
     progress.finish();
     for handle in handles {
@@ -128,7 +142,7 @@ async fn drive(plan: Arc<Plan>, quiet: bool) -> Result<Measured, LoadError> {
     for shard in &shards {
         total.merge(&shard.lock());
     }
-    Ok(Measured { shard: total, elapsed, progress: progress.samples })
+    Ok(Measured { shard: total, elapsed, cpu_s, progress: progress.samples })
 }
 
 /// The live progress line: a bar on a terminal, a plain line per second otherwise.
@@ -276,7 +290,7 @@ pub async fn run(args: &Args) -> Result<Report, LoadError> {
             "closed model: latencies are at the load the connections produce, not at a fixed rate".into(),
         );
     }
-    Ok(Report::new(
+    let mut report = Report::new(
         args,
         &plan,
         started_at,
@@ -288,5 +302,8 @@ pub async fn run(args: &Args) -> Result<Report, LoadError> {
         audit,
         cleanup,
         notes,
-    ))
+    );
+    report.generator_cpu =
+        measured.cpu_s.and_then(|cpu_s| GeneratorCpu::of(cpu_s, report.elapsed_s, report.responses));
+    Ok(report)
 }

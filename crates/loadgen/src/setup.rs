@@ -163,6 +163,11 @@ pub(crate) async fn prepare(args: &Args) -> Result<(Arc<Api>, Plan), LoadError> 
         return Err(LoadError::Usage(format!("--path {:?} must start with /", args.path)));
     }
     let bare = uri(&args.path).map_err(|e| LoadError::Usage(format!("--path: {e}")))?;
+    if args.pipeline > 1 && (scenario != Scenario::Bare || args.rate.is_some()) {
+        return Err(LoadError::Usage(
+            "--pipeline applies to the bare scenario in the closed model (without --rate) only".into(),
+        ));
+    }
     let seed = args.seed.unwrap_or_else(rand::random);
     let mut rng = SmallRng::seed_from_u64(seed);
     let mix =
@@ -252,6 +257,7 @@ pub(crate) async fn prepare(args: &Args) -> Result<(Arc<Api>, Plan), LoadError> 
         connections: args.connections,
         threads: args.threads.min(args.connections),
         rate: args.rate,
+        pipeline: args.pipeline,
         duration: Duration::from_secs_f64(args.duration),
         cap: args.requests,
         issued: AtomicU64::new(0),

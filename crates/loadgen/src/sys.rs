@@ -1,6 +1,6 @@
 //! What the operating system allows and measures: the limit of open files (raised to its
 //! hard maximum at start, since every viewer is a socket) and the resident memory of a
-//! local server process, read from `/proc/<pid>/status`.
+//! local server process, read from `/proc/<pid>/status`; the generator's own CPU time.
 
 /// The soft and hard limit of open files after raising the soft one as far as allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +27,18 @@ pub fn raise_file_limit() -> std::io::Result<FileLimit> {
         }
     }
     Ok(FileLimit { soft: limit.rlim_cur, hard: limit.rlim_max, before })
+}
+
+/// CPU time (user + system) this process has used so far, all threads, in seconds.
+pub fn process_cpu_seconds() -> Option<f64> {
+    // SAFETY: an all-zero rusage is a valid value for getrusage to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct we own.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return None;
+    }
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Some(seconds(usage.ru_utime) + seconds(usage.ru_stime))
 }
 
 /// Resident set size of a process in bytes (`VmRSS`), `None` when it cannot be read.
@@ -58,6 +70,18 @@ mod tests {
         let limit = raise_file_limit().expect("getrlimit works");
         assert!(limit.soft >= limit.before && limit.soft <= limit.hard);
         assert_eq!(open_file_limit(pid), Some(limit.soft));
+    }
+
+    #[test]
+    fn own_cpu_time_grows_with_work() {
+        let before = process_cpu_seconds().expect("getrusage works");
+        let mut x = 0u64;
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(30) {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let after = process_cpu_seconds().expect("getrusage works");
+        assert!(after > before, "{before} -> {after}");
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub struct Plan {
     pub connections: u32,
     pub threads: u32,
     pub rate: Option<f64>,
+    /// Bare: requests in flight per connection (1: no pipelining).
+    pub pipeline: u32,
     pub duration: Duration,
     pub cap: Option<u64>,
     pub(crate) issued: AtomicU64,
@@ -90,7 +92,7 @@ impl Plan {
     }
 
     /// Takes one request from the `--requests` budget.
-    fn take_budget(&self) -> bool {
+    pub(crate) fn take_budget(&self) -> bool {
         match self.cap {
             None => true,
             Some(cap) => self.issued.fetch_add(1, Ordering::Relaxed) < cap,
@@ -100,6 +102,11 @@ impl Plan {
     /// Seconds in the run's timeline: the duration, rounded up.
     pub fn seconds(&self) -> usize {
         (self.duration.as_secs_f64().ceil() as usize).max(1)
+    }
+
+    /// The bare scenario's path (and query).
+    pub(crate) fn bare_path(&self) -> &str {
+        self.uris.bare.path_and_query().map_or("/", |p| p.as_str())
     }
 
     pub fn seat_count(&self) -> u32 {

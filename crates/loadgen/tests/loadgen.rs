@@ -316,6 +316,104 @@ async fn bare_and_browse_runs_count_what_they_send() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_bare_run_answers_every_request_it_sends() {
+    let server = start_server().await;
+    let report = execute(&args(
+        &server,
+        &["--scenario", "bare", "--connections", "3", "--pipeline", "8", "--requests", "1000", "--quiet"],
+    ))
+    .await
+    .expect("the run completes");
+    assert_eq!(report.requests, 1000, "{}", report.text());
+    assert_eq!(status(&report, "get", "200"), 1000, "{}", report.text());
+    assert_eq!(report.errors, 0);
+    assert_eq!(report.pipeline, Some(8));
+    assert!(report.headline().contains("pipelined 8 deep"), "{}", report.headline());
+    let cpu = report.generator_cpu.expect("the generator's CPU time is measured");
+    assert!(cpu.seconds > 0.0 && cpu.us_per_answer > 0.0, "{cpu:?}");
+
+    for flags in [
+        &["--scenario", "holds", "--pipeline", "4"][..],
+        &["--scenario", "bare", "--pipeline", "4", "--rate", "100"][..],
+    ] {
+        let err = execute(&args(&server, flags)).await.expect_err("pipelining is for closed bare runs");
+        assert!(matches!(err, LoadError::Usage(_)), "{flags:?}: {err}");
+    }
+    assert!(Args::from_flags(["--pipeline", "0"]).is_err());
+    assert!(Args::from_flags(["--pipeline", "1025"]).is_err());
+}
+
+/// A server that answers `ok` to each request head and closes every connection after
+/// `answers` answers (the last one saying `connection: close`).
+async fn closing_server(answers: usize) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let mut answered = 0;
+                loop {
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        answered += 1;
+                        let last = answered == answers;
+                        let answer: &[u8] = if last {
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+                        } else {
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                        };
+                        if stream.write_all(answer).await.is_err() || last {
+                            return;
+                        }
+                    }
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_run_counts_requests_lost_to_a_closed_connection_and_reconnects() {
+    let addr = closing_server(5).await;
+    let target = format!("http://{addr}");
+    let report = execute(
+        &Args::from_flags([
+            "--target",
+            &target,
+            "--scenario",
+            "bare",
+            "--connections",
+            "2",
+            "--pipeline",
+            "4",
+            "--requests",
+            "300",
+            "--quiet",
+        ])
+        .expect("flags"),
+    )
+    .await
+    .expect("the run completes");
+    let ok = status(&report, "get", "200");
+    let lost = report.operation("get").map_or(0, |o| o.transport_errors);
+    assert_eq!(report.requests, 300, "{}", report.text());
+    assert_eq!(ok + lost, 300, "{}", report.text());
+    assert_eq!(report.errors, lost, "{}", report.text());
+    assert_eq!(report.connect_errors, 0, "{}", report.text());
+    // A connection gives at most 5 answers: more than two connections' worth means the
+    // workers reconnected after each close.
+    assert!(ok > 2 * 5, "{}", report.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_targets_and_unknown_events_are_refused_clearly() {
     let err =
         execute(&Args::from_flags(["--target", "http://192.0.2.1:80", "--scenario", "bare"]).expect("flags"))

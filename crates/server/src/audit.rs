@@ -254,7 +254,9 @@ fn to_audit(event: EventId, record: &ChangeRecord) -> Vec<NewAuditRecord> {
 enum Replayed {
     Available,
     Held(HoldId),
-    Sold(OrderId),
+    /// Sold by the order, the ticket held by the user (the buyer, or the last recipient of
+    /// a transfer).
+    Sold(OrderId, UserId),
     /// The ticket was refunded; the seat is SOLD until its release is recorded.
     Refunded,
 }
@@ -318,21 +320,24 @@ pub async fn verify(
                 (AuditType::SeatReleased, Replayed::Held(h)) if r.hold == Some(*h) => {
                     Some(Replayed::Available)
                 }
-                (AuditType::SeatReleased, Replayed::Refunded | Replayed::Sold(_)) if r.hold.is_none() => {
+                (AuditType::SeatReleased, Replayed::Refunded | Replayed::Sold(..)) if r.hold.is_none() => {
                     Some(Replayed::Available)
                 }
                 (AuditType::PaymentInitiated | AuditType::PaymentFailed, _) => Some(before.clone()),
                 (AuditType::SeatConfirmed, Replayed::Held(h)) if r.hold == Some(*h) => {
-                    r.order.clone().map(Replayed::Sold)
+                    r.order.clone().map(|o| Replayed::Sold(o, r.user.clone()))
                 }
                 // A sale repaired after a crash: the order commit is the truth.
                 (AuditType::SeatConfirmed, Replayed::Available | Replayed::Held(_)) => {
-                    r.order.clone().map(Replayed::Sold)
+                    r.order.clone().map(|o| Replayed::Sold(o, r.user.clone()))
                 }
-                (AuditType::SeatRefunded, Replayed::Sold(o)) if r.order.as_ref() == Some(o) => {
+                (AuditType::SeatRefunded, Replayed::Sold(o, _)) if r.order.as_ref() == Some(o) => {
                     Some(Replayed::Refunded)
                 }
-                (AuditType::TicketTransferred, Replayed::Sold(_)) => Some(before.clone()),
+                // The seat stays sold under its order; the ticket changes hands.
+                (AuditType::TicketTransferred, Replayed::Sold(o, _)) if r.order.as_ref() == Some(o) => {
+                    Some(Replayed::Sold(o.clone(), r.user.clone()))
+                }
                 _ => None,
             };
             match next {
@@ -375,9 +380,9 @@ pub async fn verify(
                 report.held += 1;
                 !available && !sold && !ticket
             }
-            Replayed::Sold(_) => {
+            Replayed::Sold(_, holder) => {
                 report.sold += 1;
-                sold && ticket
+                sold && tickets.get(&seat) == Some(holder)
             }
             Replayed::Refunded => {
                 report.sold += 1;
@@ -394,7 +399,9 @@ pub async fn verify(
                 } else {
                     "held"
                 },
-                if ticket { "has a valid ticket" } else { "has no valid ticket" }
+                tickets
+                    .get(&seat)
+                    .map_or("has no valid ticket".to_owned(), |u| format!("has a valid ticket of {u}"))
             ));
         }
     }

@@ -16,6 +16,8 @@ use boxoffice_engine::memory::{MemoryConfig, MemoryInventory};
 use boxoffice_engine::{Inventory, RedisConfig, RedisInventory, SystemClock};
 use boxoffice_store::{PgConfig, PgStore, SqliteStore, Store};
 
+use crate::http::guard::Guard;
+use crate::waiting_room::{MemoryWaitingRoom, RedisWaitingRoom, WaitingRoom};
 use crate::{Config, StartError};
 
 /// The order store: PostgreSQL when `--database-url` is set, else SQLite in `dir`.
@@ -61,6 +63,21 @@ pub async fn open_inventory(
             Ok((memory.clone(), Some(memory)))
         }
     }
+}
+
+/// The waiting room and the rate limits: embedded, this process's own; in distributed
+/// mode both in Redis (under the key prefix), one queue per event and one limit per user
+/// and address for every node.
+pub async fn open_onsale(config: &Config) -> Result<(Arc<dyn WaitingRoom>, Guard), StartError> {
+    let Some(url) = &config.redis_url else {
+        return Ok((Arc::new(MemoryWaitingRoom::new()), Guard::new(config)));
+    };
+    let conn = crate::waiting_room::redis::connect(url)
+        .await
+        .map_err(|e| StartError::Backend(format!("cannot reach Redis at {}: {e}", redact_redis_url(url))))?;
+    let room = RedisWaitingRoom::with_connection(conn.clone(), &config.redis_key_prefix);
+    tracing::info!(node = room.node(), "waiting room and rate limits: Redis");
+    Ok((Arc::new(room), Guard::shared(config, conn)))
 }
 
 /// Connects to Redis, retrying with backoff while it is unreachable.

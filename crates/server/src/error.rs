@@ -114,6 +114,10 @@ impl From<InventoryError> for ApiError {
                 "NOT_ENOUGH_SEATS",
                 "not enough seats are available together for that request",
             ),
+            InventoryError::OrphanSeat(_) => ApiError::unprocessable(
+                "ORPHAN_SEAT",
+                "the hold would leave a single seat alone in its row; include it, or choose other seats",
+            ),
             InventoryError::UserLimit { current, requested, limit } => ApiError::unprocessable(
                 "HOLD_LIMIT",
                 format!(

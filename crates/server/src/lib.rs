@@ -182,6 +182,7 @@ impl Application {
             backends::shared_key(&config, store.as_ref(), &dir, "admission_secret").await?;
         let search_index = search::open_index(&dir)?;
         let (inventory, memory) = backends::open_inventory(&config, &dir).await?;
+        let (waiting_room, guard) = backends::open_onsale(&config).await?;
         let epoch = backends::epoch(&config, store.as_ref()).await?;
         let listener = TcpListener::bind(config.addr)
             .await
@@ -221,10 +222,10 @@ impl Application {
             stream: ticket_stream,
             outbox_wake: tokio::sync::Notify::new(),
             cancellation_wake: tokio::sync::Notify::new(),
-            waiting_room: Arc::new(waiting_room::MemoryWaitingRoom::new()),
+            waiting_room,
             admission: waiting_room::token::AdmissionKeys::new(&admission_secret),
             queue_clock,
-            guard: http::guard::Guard::new(&config),
+            guard,
             ready: AtomicBool::new(false),
             backend_checks: Default::default(),
             epoch,

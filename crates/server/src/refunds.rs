@@ -63,6 +63,14 @@ pub async fn refund(
             )
             .with("ticket_id", ticket.to_string()));
         }
+        Err(StoreError::TicketTransferred(ticket)) => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "TICKET_TRANSFERRED",
+                "a ticket transferred to another user can only be refunded by an admin",
+            )
+            .with("ticket_id", ticket.to_string()));
+        }
         Err(StoreError::TicketNotInOrder(ticket)) => {
             return Err(ApiError::invalid(format!("ticket {ticket} is not part of this order"))
                 .with("ticket_id", ticket.to_string()));

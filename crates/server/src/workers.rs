@@ -558,7 +558,10 @@ pub async fn deliver_tickets(state: &AppState, message: &StreamMessage) -> Resul
         metrics::counter!("boxoffice_ticket_mails_total", "result" => "duplicate").increment(1);
         return Ok(false);
     }
-    let order = state.store.order(&order_id).await.map_err(|e| e.to_string())?;
+    let mut order = state.store.order(&order_id).await.map_err(|e| e.to_string())?;
+    // Tickets reissued to another user by a transfer are theirs, not the buyer's to mail.
+    let buyer = order.user.clone();
+    order.tickets.retain(|t| t.user == buyer);
     let entry = state.catalog.event(state.store.as_ref(), order.event).await.map_err(|e| e.message)?;
     let event = crate::mail::EventInfo {
         name: entry.event.name.clone(),

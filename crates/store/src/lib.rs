@@ -9,6 +9,7 @@
 pub mod group_sync;
 pub mod postgres;
 pub mod sqlite;
+pub mod sqlite_writer;
 
 use std::sync::Arc;
 
@@ -43,6 +44,12 @@ pub enum StoreError {
     /// A refund that needs admin rights: the ticket has been scanned at the door.
     #[error("ticket {0} has been scanned")]
     TicketScanned(TicketId),
+    /// A refund that needs admin rights: the ticket was transferred to another user.
+    #[error("ticket {0} belongs to another user by a transfer")]
+    TicketTransferred(TicketId),
+    /// A transfer of a ticket that is no longer valid (scanned, voided or transferred).
+    #[error("ticket {ticket} cannot be transferred: it is {status:?}")]
+    TicketNotTransferable { ticket: TicketId, status: TicketStatus },
     #[error("invalid cursor")]
     BadCursor,
     /// A change that would break a rule of the catalog (e.g. an onsale after the start).
@@ -52,6 +59,16 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A statement of the SQLite store's writer failed.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The SQLite store's writer could not commit a batch (or begin one): the write may
+    /// not have happened.
+    #[error("database commit failed: {0}")]
+    CommitFailed(String),
+    /// The SQLite store's writer thread is gone (the store is closing).
+    #[error("database writer unavailable: {0}")]
+    WriterUnavailable(String),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -134,6 +151,12 @@ pub struct Event {
     pub updated_at: UnixMs,
     /// The event's waiting room.
     pub queue: QueueSettings,
+    /// Door scanners accept the static (printable) QR payload; when false only the
+    /// rotating payload admits (`event_settings.static_tickets_allowed`, default true).
+    pub static_tickets_allowed: bool,
+    /// The orphan-seat rule: holds may not leave an available seat alone in its row
+    /// (`event_settings.orphan_rule`, default true).
+    pub orphan_rule: bool,
 }
 
 /// An event's waiting room settings (`PATCH /v1/events/{id}` `queue`). An event that was
@@ -191,6 +214,8 @@ pub struct EventUpdate {
     pub onsale_at: Option<UnixMs>,
     pub starts_at: Option<UnixMs>,
     pub queue: QueueUpdate,
+    pub static_tickets_allowed: Option<bool>,
+    pub orphan_rule: Option<bool>,
 }
 
 /// A change of an event's queue settings: `None` keeps the current value.
@@ -447,7 +472,9 @@ pub struct RefundRequest {
     pub order: OrderId,
     /// `None`: every ticket of the order still valid or scanned.
     pub tickets: Option<Vec<TicketId>>,
-    /// Admins may refund scanned tickets; fans get `TicketScanned`.
+    /// Admins may refund scanned tickets and tickets transferred away from the buyer; fans
+    /// get `TicketScanned` or `TicketTransferred`, and `tickets: None` chooses only the
+    /// tickets the buyer still holds.
     pub allow_scanned: bool,
     /// Id of the refund row, if this request voids anything.
     pub refund_id: String,
@@ -489,6 +516,7 @@ pub struct OutboxMessage {
 
 pub const TOPIC_ORDER_CREATED: &str = "order.created";
 pub const TOPIC_ORDER_REFUNDED: &str = "order.refunded";
+pub const TOPIC_TICKET_TRANSFERRED: &str = "ticket.transferred";
 
 /// What an audit record says happened (see `GET /v1/events/{id}/audit`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -585,6 +613,128 @@ pub struct KeyScope<'a> {
     pub user: &'a UserId,
     pub route: &'a str,
     pub key: &'a str,
+}
+
+// --- transfers and revocations ---
+
+/// A transfer of a valid ticket to another user (`Store::transfer_ticket`): the ticket
+/// becomes `transferred` and a new ticket of the next revision is issued to `to`, for the
+/// same order, event and seat.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TicketTransfer {
+    pub ticket: TicketId,
+    /// The caller: the transfer happens only if the ticket is still theirs and valid.
+    pub from: UserId,
+    pub to: UserId,
+    /// The id of the ticket issued to `to`.
+    pub new_ticket: TicketId,
+    /// The signed static payload of the new ticket, made for `new_ticket` and the
+    /// revision after the old ticket's.
+    pub new_qr_payload: Option<String>,
+    /// The revision the payload was made for: the old ticket's revision plus one. The
+    /// store refuses the transfer (`Corrupt`) if it does not match.
+    pub new_revision: u32,
+    pub now: UnixMs,
+}
+
+/// Why a ticket revision stopped admitting anyone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevocationReason {
+    /// Voided by a refund (the fan's, an admin's or the event's cancellation).
+    Refunded,
+    /// Reissued to another user under a new ticket id and revision.
+    Transferred,
+}
+
+impl RevocationReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevocationReason::Refunded => "refunded",
+            RevocationReason::Transferred => "transferred",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "refunded" => Some(RevocationReason::Refunded),
+            "transferred" => Some(RevocationReason::Transferred),
+            _ => None,
+        }
+    }
+}
+
+/// A revoked ticket revision, as an offline door scanner keeps it. `seq` is the audit
+/// record's sequence number of the change that revoked it (SEAT_REFUNDED or
+/// TICKET_TRANSFERRED): growing per event, committed in order, with gaps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    pub seq: u64,
+    pub ticket: TicketId,
+    pub revision: u32,
+    pub reason: RevocationReason,
+    pub revoked_at: UnixMs,
+}
+
+/// A transfer's preconditions on the ticket as read in its transaction.
+pub(crate) fn check_transfer(old: &Ticket, transfer: &TicketTransfer) -> Result<()> {
+    if old.user != transfer.from {
+        return Err(StoreError::NotFound);
+    }
+    if old.status != TicketStatus::Valid {
+        return Err(StoreError::TicketNotTransferable { ticket: old.id.clone(), status: old.status });
+    }
+    if old.revision.checked_add(1) != Some(transfer.new_revision) {
+        return Err(StoreError::Invalid(format!(
+            "the new ticket's revision must be {} + 1, not {}",
+            old.revision, transfer.new_revision
+        )));
+    }
+    Ok(())
+}
+
+/// The ticket a transfer issues.
+pub(crate) fn transferred_ticket(old: &Ticket, transfer: &TicketTransfer) -> Ticket {
+    Ticket {
+        id: transfer.new_ticket.clone(),
+        order_id: old.order_id.clone(),
+        event: old.event,
+        seat_index: old.seat_index,
+        seat_label: old.seat_label.clone(),
+        price: old.price,
+        status: TicketStatus::Valid,
+        user: transfer.to.clone(),
+        revision: transfer.new_revision,
+        qr_payload: transfer.new_qr_payload.clone(),
+    }
+}
+
+/// TICKET_TRANSFERRED: the seat stays sold under its order; `user` is the new holder.
+pub(crate) fn transfer_audit(old: &Ticket, transfer: &TicketTransfer) -> NewAuditRecord {
+    NewAuditRecord {
+        event: old.event,
+        kind: AuditType::TicketTransferred,
+        at: transfer.now,
+        seat: old.seat_index,
+        hold: None,
+        order: Some(old.order_id.clone()),
+        user: transfer.to.clone(),
+        reason: None,
+    }
+}
+
+/// The `ticket.transferred` outbox message.
+pub(crate) fn transfer_message(old: &Ticket, new: &Ticket) -> serde_json::Value {
+    serde_json::json!({
+        "ticket_id": new.id.as_str(),
+        "previous_ticket_id": old.id.as_str(),
+        "revision": new.revision,
+        "event_id": old.event.to_string(),
+        "order_id": old.order_id.as_str(),
+        "seat": old.seat_label,
+        "from_user": old.user.as_str(),
+        "to_user": new.user.as_str(),
+    })
 }
 
 #[async_trait]
@@ -715,4 +865,17 @@ pub trait Store: Send + Sync + 'static {
     async fn release_key(&self, scope: KeyScope<'_>) -> Result<()>;
     /// Deletes keys created before `before`; returns how many.
     async fn purge_keys(&self, before: UnixMs) -> Result<u64>;
+
+    // --- transfers and revocations ---
+    /// Transfers a valid ticket of `from` to `to` in one transaction: the ticket becomes
+    /// `transferred`, the new ticket is inserted (valid, revision + 1, same order and seat),
+    /// with a TICKET_TRANSFERRED audit record (user = the recipient), a revocation of the
+    /// old revision and a `ticket.transferred` outbox row. `NotFound` when the ticket does
+    /// not exist or is not `from`'s; `TicketNotTransferable` when it is not valid;
+    /// `EventCancelled` for a cancelled event. Returns the new ticket.
+    async fn transfer_ticket(&self, transfer: TicketTransfer) -> Result<Ticket>;
+    /// Up to `limit` revocations of the event with `seq > after`, in `seq` order.
+    async fn revocations_after(&self, event: EventId, after: u64, limit: u32) -> Result<Vec<Revocation>>;
+    /// The user's tickets (every status), newest first; the cursor is opaque.
+    async fn tickets_of_user(&self, user: &UserId, limit: u32, cursor: Option<&str>) -> Result<Page<Ticket>>;
 }

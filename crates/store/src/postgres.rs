@@ -59,6 +59,10 @@ use crate::{
     QueueSettings, Refund, RefundOutcome, RefundRequest, RefundState, Result, ScanOutcome, SoldSeat, Store,
     StoreError, TOPIC_ORDER_CREATED, TOPIC_ORDER_REFUNDED, Ticket, TicketStatus, Venue,
 };
+use crate::{
+    Revocation, TOPIC_TICKET_TRANSFERRED, TicketTransfer, check_transfer, transfer_audit, transfer_message,
+    transferred_ticket,
+};
 
 /// Columns of an event and its venue, as [`EventRow`] reads them.
 macro_rules! event_select {
@@ -69,7 +73,7 @@ macro_rules! event_select {
          v.lon AS venue_lon, v.address AS venue_address, v.seat_count AS venue_seat_count, \
          v.tiers AS venue_tiers, \
          s.queue_enabled, s.queue_admit_rate_per_second, s.queue_token_ttl_seconds, \
-         s.queue_max_length, s.queue_proof_of_work_bits \
+         s.queue_max_length, s.queue_proof_of_work_bits, s.static_tickets_allowed, s.orphan_rule \
          FROM events e JOIN venues v ON v.id = e.venue_id \
          LEFT JOIN event_settings s ON s.event_id = e.id"
     };
@@ -652,6 +656,20 @@ impl Store for PgStore {
         .bind(i64::from(queue.proof_of_work_bits))
         .execute(&mut *tx)
         .await?;
+        if let Some(allowed) = update.static_tickets_allowed {
+            sqlx::query("UPDATE event_settings SET static_tickets_allowed = $1 WHERE event_id = $2")
+                .bind(allowed)
+                .bind(db_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(on) = update.orphan_rule {
+            sqlx::query("UPDATE event_settings SET orphan_rule = $1 WHERE event_id = $2")
+                .bind(on)
+                .bind(db_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         let updated = load_event(&mut tx, db_id).await?;
         // Last: the feed's counter row stays locked only for the commit.
         insert_catalog_change(&mut tx, "event", db_id, updated_at).await?;
@@ -1091,7 +1109,7 @@ impl Store for PgStore {
         sort_tickets(&mut tickets);
         let order = row.into_order(tickets)?;
         let chosen: Vec<&Ticket> = match &request.tickets {
-            None => order.tickets.iter().collect(),
+            None => order.tickets.iter().filter(|t| request.allow_scanned || t.user == order.user).collect(),
             Some(ids) => {
                 let mut chosen: Vec<&Ticket> = Vec::with_capacity(ids.len());
                 for id in ids {
@@ -1115,6 +1133,11 @@ impl Store for PgStore {
             && let Some(scanned) = to_void.iter().find(|t| t.status == TicketStatus::Scanned)
         {
             return Err(StoreError::TicketScanned(scanned.id.clone()));
+        }
+        if !request.allow_scanned
+            && let Some(theirs) = to_void.iter().find(|t| t.user != order.user)
+        {
+            return Err(StoreError::TicketTransferred(theirs.id.clone()));
         }
         if to_void.is_empty() {
             tx.rollback().await?;
@@ -1202,6 +1225,7 @@ impl Store for PgStore {
             .collect();
         // Last but the outbox row, in the lock order that `create_order` explains.
         insert_audit(&mut tx, &audit).await?;
+        insert_revocations(&mut tx, order.event, &to_void, crate::RevocationReason::Refunded, now).await?;
         insert_outbox(&mut tx, TOPIC_ORDER_REFUNDED, order.id.as_str(), &payload, now).await?;
         tx.commit().await?;
         let refund = Refund {
@@ -1520,6 +1544,123 @@ impl Store for PgStore {
             .await?;
         Ok(done.rows_affected())
     }
+
+    // --- transfers and revocations ---
+
+    async fn transfer_ticket(&self, transfer: TicketTransfer) -> Result<Ticket> {
+        let now = to_db(transfer.now, "now")?;
+        // Dropping the transaction on an early return rolls it back.
+        let mut tx = self.pool.begin().await?;
+        let found: Option<(i64, String)> =
+            sqlx::query_as("SELECT event_id, order_id FROM tickets WHERE id = $1")
+                .bind(transfer.ticket.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (event_id, order_id) = found.ok_or(StoreError::NotFound)?;
+        // Locks in the order `create_order` explains: the event (shared: a cancellation
+        // waits for this transfer, and a transfer after it sees it), the order (refunds of
+        // it wait), the ticket (a scan waits, then finds it transferred).
+        let event_status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM events WHERE id = $1 FOR SHARE")
+                .bind(event_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if event_status.as_deref() == Some(EventStatus::Cancelled.as_str()) {
+            return Err(StoreError::EventCancelled(EventId(from_db(event_id, "event id")?)));
+        }
+        sqlx::query("SELECT id FROM orders WHERE id = $1 FOR UPDATE")
+            .bind(&order_id)
+            .execute(&mut *tx)
+            .await?;
+        let row: TicketRow =
+            sqlx::query_as(concat!(ticket_select!(), " WHERE event_id = $1 AND id = $2 FOR UPDATE"))
+                .bind(event_id)
+                .bind(transfer.ticket.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+        let old = row.into_ticket()?;
+        check_transfer(&old, &transfer)?;
+        // The old ticket leaves the unique index over valid tickets before the new one enters.
+        sqlx::query(
+            "UPDATE tickets SET status = 'transferred', updated_at = $1 \
+             WHERE event_id = $2 AND id = $3 AND status = 'valid'",
+        )
+        .bind(now)
+        .bind(event_id)
+        .bind(old.id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO tickets (id, order_id, event_id, seat_index, seat_label, price_amount, currency, \
+             user_id, status, created_at, qr_payload, revision) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(transfer.new_ticket.as_str())
+        .bind(old.order_id.as_str())
+        .bind(event_id)
+        .bind(i64::from(old.seat_index))
+        .bind(&old.seat_label)
+        .bind(old.price.amount)
+        .bind(old.price.currency.as_str())
+        .bind(transfer.to.as_str())
+        .bind(ticket_status_str(TicketStatus::Valid))
+        .bind(now)
+        .bind(&transfer.new_qr_payload)
+        .bind(i64::from(transfer.new_revision))
+        .execute(&mut *tx)
+        .await?;
+        let new = transferred_ticket(&old, &transfer);
+        insert_audit(&mut tx, &[transfer_audit(&old, &transfer)]).await?;
+        insert_revocations(&mut tx, old.event, &[&old], crate::RevocationReason::Transferred, now).await?;
+        let payload = transfer_message(&old, &new);
+        insert_outbox(&mut tx, TOPIC_TICKET_TRANSFERRED, new.id.as_str(), &payload, now).await?;
+        tx.commit().await?;
+        Ok(new)
+    }
+
+    async fn revocations_after(&self, event: EventId, after: u64, limit: u32) -> Result<Vec<Revocation>> {
+        let rows: Vec<RevocationRow> = sqlx::query_as(
+            "SELECT seq, ticket_id, revision, reason, revoked_at FROM ticket_revocations \
+             WHERE event_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(lookup_id(event.0)?)
+        .bind(saturating_db(after))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(RevocationRow::into_revocation).collect()
+    }
+
+    async fn tickets_of_user(&self, user: &UserId, limit: u32, cursor: Option<&str>) -> Result<Page<Ticket>> {
+        let limit = limit.max(1);
+        let before = cursor.map(TicketCursor::parse).transpose()?;
+        let mut query = QueryBuilder::<Postgres>::new(
+            "SELECT id, order_id, event_id, seat_index, seat_label, price_amount, currency, status, \
+             user_id, revision, qr_payload, created_at FROM tickets WHERE user_id = ",
+        );
+        query.push_bind(user.as_str());
+        if let Some(before) = before {
+            query
+                .push(" AND (created_at, id) < (")
+                .push_bind(before.created_at)
+                .push(", ")
+                .push_bind(before.id)
+                .push(")");
+        }
+        query.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(i64::from(limit) + 1);
+        let mut rows: Vec<UserTicketRow> = query.build_query_as().fetch_all(&self.pool).await?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next_cursor = match rows.last() {
+            Some(last) if more => {
+                Some(TicketCursor { created_at: last.created_at, id: last.ticket.id.clone() }.to_string())
+            }
+            _ => None,
+        };
+        let items = rows.into_iter().map(|row| row.ticket.into_ticket()).collect::<Result<Vec<_>>>()?;
+        Ok(Page { items, next_cursor })
+    }
 }
 
 // --- connecting ---
@@ -1684,6 +1825,8 @@ struct EventRow {
     queue_token_ttl_seconds: Option<i64>,
     queue_max_length: Option<i64>,
     queue_proof_of_work_bits: Option<i64>,
+    static_tickets_allowed: Option<bool>,
+    orphan_rule: Option<bool>,
 }
 
 impl EventRow {
@@ -1725,6 +1868,8 @@ impl EventRow {
                 self.queue_max_length,
                 self.queue_proof_of_work_bits,
             )?,
+            static_tickets_allowed: self.static_tickets_allowed.unwrap_or(true),
+            orphan_rule: self.orphan_rule.unwrap_or(true),
         })
     }
 }
@@ -2401,5 +2546,95 @@ mod tests {
     fn limits_are_sent_in_milliseconds() {
         assert_eq!(duration_setting(Duration::from_secs(30)), "30000");
         assert_eq!(duration_setting(Duration::ZERO), "0");
+    }
+}
+
+// --- transfers and revocations ---
+
+/// Records the revocation of `tickets` under the sequence numbers of the audit records
+/// just appended for them: call it right after `insert_audit` wrote exactly one record
+/// per ticket of `event`, in the same order, in the same transaction.
+async fn insert_revocations(
+    conn: &mut PgConnection,
+    event: EventId,
+    tickets: &[&Ticket],
+    reason: crate::RevocationReason,
+    now: i64,
+) -> Result<()> {
+    if tickets.is_empty() {
+        return Ok(());
+    }
+    let event_id = to_db(event.0, "event id")?;
+    let head: i64 = sqlx::query_scalar("SELECT seq FROM audit_heads WHERE event_id = $1")
+        .bind(event_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let first = head - tickets.len() as i64 + 1;
+    for (seq, ticket) in (first..).zip(tickets) {
+        sqlx::query(
+            "INSERT INTO ticket_revocations (event_id, seq, ticket_id, revision, reason, revoked_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(event_id)
+        .bind(seq)
+        .bind(ticket.id.as_str())
+        .bind(i64::from(ticket.revision))
+        .bind(reason.as_str())
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+#[derive(FromRow)]
+struct RevocationRow {
+    seq: i64,
+    ticket_id: String,
+    revision: i64,
+    reason: String,
+    revoked_at: i64,
+}
+
+impl RevocationRow {
+    fn into_revocation(self) -> Result<Revocation> {
+        Ok(Revocation {
+            seq: from_db(self.seq, "revocation seq")?,
+            ticket: TicketId::parse(&self.ticket_id)
+                .map_err(|_| corrupt(format!("ticket id {:?}", self.ticket_id)))?,
+            revision: u32::try_from(self.revision)
+                .map_err(|_| corrupt(format!("revision {}", self.revision)))?,
+            reason: crate::RevocationReason::parse(&self.reason)
+                .ok_or_else(|| corrupt(format!("revocation reason {:?}", self.reason)))?,
+            revoked_at: from_db(self.revoked_at, "revoked_at")?,
+        })
+    }
+}
+
+/// A ticket row with the creation time that orders a user's tickets.
+#[derive(FromRow)]
+struct UserTicketRow {
+    #[sqlx(flatten)]
+    ticket: TicketRow,
+    created_at: i64,
+}
+
+/// Position after which the next page of a user's tickets starts: `"<created_at>:<id>"`.
+struct TicketCursor {
+    created_at: i64,
+    id: String,
+}
+
+impl TicketCursor {
+    fn parse(s: &str) -> Result<Self> {
+        let (created_at, id) = s.split_once(':').ok_or(StoreError::BadCursor)?;
+        let id = TicketId::parse(id).map_err(|_| StoreError::BadCursor)?;
+        Ok(TicketCursor { created_at: cursor_int(created_at)?, id: id.as_str().to_owned() })
+    }
+}
+
+impl fmt::Display for TicketCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.created_at, self.id)
     }
 }

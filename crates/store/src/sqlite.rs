@@ -29,19 +29,24 @@ use std::time::Duration;
 use async_trait::async_trait;
 use boxoffice_core::{Currency, EventId, HoldId, Money, OrderId, SeatMap, TicketId, UnixMs, UserId};
 use parking_lot::Mutex;
+use rusqlite::OptionalExtension;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
 use sqlx::{FromRow, QueryBuilder, Sqlite};
 
-use crate::group_sync::GroupSync;
+use crate::sqlite_writer::{WriteGate, Writer};
 use crate::{
     AttemptState, AttemptUpdate, AuditRecord, AuditType, CatalogChange, CatalogEntity, Event, EventFilter,
     EventStatus, FIRST_TICKET_REVISION, KEY_CLAIM_ABANDONED_MS, KeyClaim, KeyScope, NewAuditRecord, NewEvent,
     NewOrder, NewPaymentAttempt, NewVenue, Order, OrderStatus, OutboxMessage, Page, PaymentAttempt,
     Performer, Refund, RefundOutcome, RefundRequest, RefundState, Result, ScanOutcome, SoldSeat, Store,
     StoreError, TOPIC_ORDER_CREATED, TOPIC_ORDER_REFUNDED, Ticket, TicketStatus, Venue,
+};
+use crate::{
+    Revocation, TOPIC_TICKET_TRANSFERRED, TicketTransfer, check_transfer, transfer_audit, transfer_message,
+    transferred_ticket,
 };
 
 /// How long a writer waits for another process holding the write lock.
@@ -59,7 +64,7 @@ macro_rules! event_select {
          v.lon AS venue_lon, v.address AS venue_address, v.seat_count AS venue_seat_count, \
          v.tiers AS venue_tiers, \
          s.queue_enabled, s.queue_admit_rate_per_second, s.queue_token_ttl_seconds, \
-         s.queue_max_length, s.queue_proof_of_work_bits \
+         s.queue_max_length, s.queue_proof_of_work_bits, s.static_tickets_allowed, s.orphan_rule \
          FROM events e JOIN venues v ON v.id = e.venue_id \
          LEFT JOIN event_settings s ON s.event_id = e.id"
     };
@@ -100,17 +105,44 @@ macro_rules! refund_select {
     };
 }
 
-fn wal_path(db: &Path) -> PathBuf {
-    let mut wal = db.as_os_str().to_owned();
-    wal.push("-wal");
-    PathBuf::from(wal)
+/// A write transaction on the store's own connection; holds the [`WriteGate`] until it
+/// ends, so that the writer thread does not wait for it inside SQLite.
+struct GatedTx {
+    tx: sqlx::Transaction<'static, Sqlite>,
+    _gate: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl GatedTx {
+    async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+impl std::ops::Deref for GatedTx {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for GatedTx {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
+    }
 }
 
 /// The store in one SQLite file. See the module documentation for the concurrency design.
 pub struct SqliteStore {
     path: PathBuf,
-    sync: GroupSync,
-    /// Exactly one connection: the only way this process writes.
+    /// The writer thread: the hot path's writes, many to a commit.
+    jobs: Writer,
+    /// One writer of this process at a time: the writer thread or `writer` below.
+    gate: WriteGate,
+    /// Exactly one connection, for the rare writes (catalog, refunds, scans).
     writer: SqlitePool,
     /// `query_only` connections, so that a write sent here by mistake fails loudly instead
     /// of competing with the writer for the lock.
@@ -134,7 +166,7 @@ impl SqliteStore {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
         // The one writer stays open for the store's life: its WAL then stays in place too.
@@ -151,9 +183,12 @@ impl SqliteStore {
             .max_connections(READ_CONNECTIONS)
             .connect_with(options.create_if_missing(false).pragma("query_only", "ON"))
             .await?;
+        let gate = WriteGate::default();
+        let jobs = Writer::start(path, BUSY_TIMEOUT, gate.clone())?;
         Ok(SqliteStore {
             path: path.to_owned(),
-            sync: GroupSync::new(wal_path(path)),
+            jobs,
+            gate,
             writer,
             reader,
             venue_maps: Mutex::new(HashMap::new()),
@@ -168,9 +203,16 @@ impl SqliteStore {
         &self.writer
     }
 
-    /// Group commit so far: `(writes acknowledged, writes known on disk, fsyncs of the WAL)`.
-    pub fn group_commit_counts(&self) -> (u64, u64, u64) {
-        self.sync.counts()
+    /// Group commit so far: `(writes done by the writer thread, batches it committed)`.
+    pub fn group_commit_counts(&self) -> (u64, u64) {
+        self.jobs.counts()
+    }
+
+    /// Begins a write transaction on the store's own connection, holding the write gate.
+    async fn begin_write(&self) -> Result<GatedTx> {
+        let gate = self.gate.clone().lock_owned().await;
+        let tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(GatedTx { tx, _gate: gate })
     }
 
     /// Closes every connection, waiting for them to finish; later calls fail.
@@ -201,31 +243,6 @@ impl SqliteStore {
             .map_err(|e| StoreError::Corrupt(format!("seat map {id}: {e}")))?;
         Ok(cache.lock().entry(key).or_insert_with(|| Arc::new(map)).clone())
     }
-
-    /// Turns the failed insert of an order row into the error the trait promises.
-    async fn order_insert_error(&self, err: sqlx::Error, hold: &HoldId) -> StoreError {
-        if violates_unique(&err, "orders.hold_id") {
-            let existing: Result<Option<String>, sqlx::Error> =
-                sqlx::query_scalar("SELECT id FROM orders WHERE hold_id = ?")
-                    .bind(hold.to_string())
-                    .fetch_optional(&self.reader)
-                    .await;
-            return match existing {
-                Ok(Some(id)) => match parse_order_id(&id) {
-                    Ok(id) => StoreError::HoldAlreadyOrdered(id),
-                    Err(e) => e,
-                },
-                // Only a concurrent deletion could get here; the original error says most.
-                Ok(None) => StoreError::Database(err),
-                Err(e) => StoreError::Database(e),
-            };
-        }
-        if is_foreign_key_violation(&err) {
-            // The only reference an order row makes is to its event.
-            return StoreError::NotFound;
-        }
-        StoreError::Database(err)
-    }
 }
 
 #[async_trait]
@@ -243,15 +260,16 @@ impl Store for SqliteStore {
     }
 
     async fn meta_set_if_absent(&self, key: &str, value: &str) -> Result<bool> {
-        let done = sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING")
-            .bind(key)
-            .bind(value)
-            .execute(&self.writer)
-            .await?;
-        self.sync.durable().await.map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
-        Ok(done.rows_affected() == 1)
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.jobs
+            .write(move |conn| {
+                let done = conn
+                    .prepare_cached("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT DO NOTHING")?
+                    .execute((&key, &value))?;
+                Ok(done == 1)
+            })
+            .await
     }
-
     async fn create_venue(&self, venue: NewVenue) -> Result<Venue> {
         let map = venue.map.clone();
         let map_json = blocking(move || serde_json::to_string(&*map))
@@ -261,7 +279,7 @@ impl Store for SqliteStore {
         let tiers_json = serde_json::to_string(&tiers).expect("a list of strings serializes");
         let seat_count =
             u32::try_from(venue.map.len()).expect("seat maps are limited far below u32::MAX seats");
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "INSERT INTO venues (name, city, city_folded, lat, lon, address, seat_count, tiers, \
              seat_map) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -279,7 +297,6 @@ impl Store for SqliteStore {
         .await?;
         insert_catalog_change(&mut tx, "venue", done.last_insert_rowid(), now_ms()).await?;
         tx.commit().await?;
-        self.sync.durable().await.map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         let id = from_db(done.last_insert_rowid(), "venue id")?;
         self.venue_maps.lock().insert(id, venue.map);
         Ok(Venue {
@@ -312,12 +329,13 @@ impl Store for SqliteStore {
     }
 
     async fn create_performer(&self, name: &str, genre: Option<&str>) -> Result<Performer> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("INSERT INTO performers (name, genre) VALUES (?, ?)")
             .bind(name)
             .bind(genre)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
-        self.sync.durable().await.map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        tx.commit().await?;
         Ok(Performer {
             id: from_db(done.last_insert_rowid(), "performer id")?,
             name: name.to_owned(),
@@ -345,11 +363,10 @@ impl Store for SqliteStore {
     }
 
     async fn create_event(&self, event: NewEvent) -> Result<Event> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let event_id = insert_event(&mut tx, &event, now_ms()).await?;
         let created = load_event(&mut tx, event_id).await?;
         tx.commit().await?;
-        self.sync.durable().await.map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         // The event's map is a copy of the venue's, so a parsed venue map serves as is.
         if let Some(map) = self.venue_maps.lock().get(&event.venue_id).cloned() {
             self.event_maps.lock().insert(created.id, map);
@@ -420,13 +437,12 @@ impl Store for SqliteStore {
 
     async fn create_events(&self, events: Vec<NewEvent>) -> Result<Vec<EventId>> {
         let now = now_ms();
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let mut ids = Vec::with_capacity(events.len());
         for event in &events {
             ids.push(EventId(from_db(insert_event(&mut tx, event, now).await?, "event id")?));
         }
         tx.commit().await?;
-        self.sync.durable().await.map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         let venue_maps = self.venue_maps.lock().clone();
         let mut event_maps = self.event_maps.lock();
         for (id, event) in ids.iter().zip(&events) {
@@ -503,7 +519,7 @@ impl Store for SqliteStore {
         let db_id = lookup_id(id.0)?;
         // IMMEDIATE: the read and the write below see no other writer in between, so two
         // concurrent partial changes both take effect.
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let current = load_event(&mut tx, db_id).await?;
         let onsale_at = update.onsale_at.unwrap_or(current.onsale_at);
         let starts_at = update.starts_at.unwrap_or(current.starts_at);
@@ -552,134 +568,38 @@ impl Store for SqliteStore {
         .bind(i64::from(queue.proof_of_work_bits))
         .execute(&mut *tx)
         .await?;
+        if let Some(allowed) = update.static_tickets_allowed {
+            set_static_tickets_allowed(&mut tx, db_id, allowed).await?;
+        }
+        if let Some(on) = update.orphan_rule {
+            sqlx::query("UPDATE event_settings SET orphan_rule = ? WHERE event_id = ?")
+                .bind(i64::from(on))
+                .bind(db_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         insert_catalog_change(&mut tx, "event", db_id, updated_at).await?;
         let updated = load_event(&mut tx, db_id).await?;
         tx.commit().await?;
-        self.sync.durable().await.map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         Ok(updated)
     }
 
     async fn create_order(&self, order: NewOrder) -> Result<Order> {
         let event = to_db(order.event.0, "event id")?;
         let created_at = to_db(order.created_at, "created_at")?;
-        let hold = order.hold.to_string();
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let status: Option<String> = sqlx::query_scalar("SELECT status FROM events WHERE id = ?")
-            .bind(event)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if status.as_deref() == Some(EventStatus::Cancelled.as_str()) {
-            tx.rollback().await?;
-            return Err(StoreError::EventCancelled(order.event));
-        }
-        if let Some(attempt) = &order.payment_attempt {
-            let existing: Option<String> =
-                sqlx::query_scalar("SELECT id FROM orders WHERE payment_attempt_id = ?")
-                    .bind(attempt)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if let Some(existing) = existing {
-                // A second completion of one attempt: the first order stands (answered
-                // only once it is on disk: its own commit may still be syncing).
-                tx.rollback().await?;
-                self.sync.durable().await.map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
-                return self.order(&parse_order_id(&existing)?).await;
-            }
-            let open: Option<(String, i64)> =
-                sqlx::query_as("SELECT state, pin_deadline FROM payment_attempts WHERE id = ?")
-                    .bind(attempt)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let committable = open.is_some_and(|(state, deadline)| {
-                state == AttemptState::Authorized.as_str() && created_at < deadline
-            });
-            if !committable {
-                tx.rollback().await?;
-                return Err(StoreError::AttemptClosed(attempt.clone()));
-            }
-        }
-        let inserted = sqlx::query(
-            "INSERT INTO orders (id, event_id, user_id, hold_id, status, email, total_amount, \
-             currency, created_at, payment_attempt_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(order.id.as_str())
-        .bind(event)
-        .bind(order.user.as_str())
-        .bind(&hold)
-        .bind(order_status_str(OrderStatus::Confirmed))
-        .bind(&order.email)
-        .bind(order.total.amount)
-        .bind(order.total.currency.as_str())
-        .bind(created_at)
-        .bind(&order.payment_attempt)
-        .execute(&mut *tx)
-        .await;
-        if let Err(err) = inserted {
-            tx.rollback().await?;
-            return Err(self.order_insert_error(err, &order.hold).await);
-        }
-        for ticket in &order.tickets {
-            // One statement per ticket: when the unique index fires, the seat is known.
-            let inserted = sqlx::query(
-                "INSERT INTO tickets (id, order_id, event_id, seat_index, seat_label, \
-                 price_amount, currency, user_id, status, created_at, qr_payload, revision) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(ticket.id.as_str())
-            .bind(order.id.as_str())
-            .bind(event)
-            .bind(i64::from(ticket.seat_index))
-            .bind(&ticket.seat_label)
-            .bind(ticket.price.amount)
-            .bind(ticket.price.currency.as_str())
-            .bind(order.user.as_str())
-            .bind(ticket_status_str(TicketStatus::Valid))
-            .bind(created_at)
-            .bind(&ticket.qr_payload)
-            .bind(i64::from(FIRST_TICKET_REVISION))
-            .execute(&mut *tx)
-            .await;
-            if let Err(err) = inserted {
-                tx.rollback().await?;
-                if violates_unique(&err, "tickets.seat_index") {
-                    return Err(StoreError::SeatAlreadySold {
-                        event: order.event,
-                        seat_index: ticket.seat_index,
-                    });
-                }
-                return Err(err.into());
-            }
-        }
-        let payload = serde_json::json!({
-            "order_id": order.id.as_str(),
-            "event_id": order.event.to_string(),
-            "user": order.user.as_str(),
-            "email": order.email,
-        });
-        insert_outbox(&mut tx, TOPIC_ORDER_CREATED, order.id.as_str(), &payload, created_at).await?;
-        let audit: Vec<NewAuditRecord> = order
-            .tickets
-            .iter()
-            .map(|ticket| NewAuditRecord {
-                event: order.event,
-                kind: AuditType::SeatConfirmed,
-                at: order.created_at,
-                seat: ticket.seat_index,
-                hold: Some(order.hold),
-                order: Some(order.id.clone()),
-                user: order.user.clone(),
-                reason: None,
-            })
-            .collect();
-        insert_audit(&mut tx, &audit).await?;
-        tx.commit().await?;
-        self.sync.durable().await.map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        let job = order.clone();
+        let made = self.jobs.write(move |conn| insert_order(conn, &job, event, created_at)).await?;
+        let id = match made {
+            OrderMade::Created => order.id.clone(),
+            // A second completion of one attempt: the first order stands.
+            OrderMade::Existing(id) => return self.order(&id).await,
+        };
         let mut tickets: Vec<Ticket> = order
             .tickets
             .into_iter()
             .map(|t| Ticket {
                 id: t.id,
-                order_id: order.id.clone(),
+                order_id: id.clone(),
                 event: order.event,
                 seat_index: t.seat_index,
                 seat_label: t.seat_label,
@@ -692,7 +612,7 @@ impl Store for SqliteStore {
             .collect();
         sort_tickets(&mut tickets);
         Ok(Order {
-            id: order.id,
+            id,
             event: order.event,
             user: order.user,
             hold: order.hold,
@@ -704,7 +624,6 @@ impl Store for SqliteStore {
             created_at: order.created_at,
         })
     }
-
     async fn order(&self, id: &OrderId) -> Result<Order> {
         let mut conn = self.reader.acquire().await?;
         let row: OrderRow = sqlx::query_as(concat!(order_select!(), " WHERE id = ?"))
@@ -801,49 +720,51 @@ impl Store for SqliteStore {
         let created_at = to_db(attempt.created_at, "created_at")?;
         let pin_deadline = to_db(attempt.pin_deadline, "pin_deadline")?;
         let seats = serde_json::to_string(&attempt.seats).expect("seat indexes serialize");
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let inserted = sqlx::query(
-            "INSERT INTO payment_attempts (id, hold_id, event_id, user_id, seats, amount, currency, \
-             gateway, gateway_key, state, created_at, updated_at, pin_deadline) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&attempt.id)
-        .bind(attempt.hold.to_string())
-        .bind(event)
-        .bind(attempt.user.as_str())
-        .bind(seats)
-        .bind(attempt.amount.amount)
-        .bind(attempt.amount.currency.as_str())
-        .bind(&attempt.gateway)
-        .bind(&attempt.gateway_key)
-        .bind(AttemptState::Initiated.as_str())
-        .bind(created_at)
-        .bind(created_at)
-        .bind(pin_deadline)
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            Err(err) if is_foreign_key_violation(&err) => return Err(StoreError::NotFound),
-            Err(err) => return Err(err.into()),
-        }
-        let audit: Vec<NewAuditRecord> = attempt
-            .seats
-            .iter()
-            .map(|&seat| NewAuditRecord {
-                event: attempt.hold.event,
-                kind: AuditType::PaymentInitiated,
-                at: attempt.created_at,
-                seat,
-                hold: Some(attempt.hold),
-                order: None,
-                user: attempt.user.clone(),
-                reason: None,
+        let job = attempt.clone();
+        self.jobs
+            .write(move |conn| {
+                let inserted = conn
+                    .prepare_cached(
+                        "INSERT INTO payment_attempts (id, hold_id, event_id, user_id, seats, amount, \
+                         currency, gateway, gateway_key, state, created_at, updated_at, pin_deadline) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)",
+                    )?
+                    .execute(rusqlite::params![
+                        job.id,
+                        job.hold.to_string(),
+                        event,
+                        job.user.as_str(),
+                        seats,
+                        job.amount.amount,
+                        job.amount.currency.as_str(),
+                        job.gateway,
+                        job.gateway_key,
+                        AttemptState::Initiated.as_str(),
+                        created_at,
+                        pin_deadline,
+                    ]);
+                match inserted {
+                    Ok(_) => {}
+                    Err(err) if is_foreign_key_failure(&err) => return Err(StoreError::NotFound),
+                    Err(err) => return Err(err.into()),
+                }
+                let audit: Vec<NewAuditRecord> = job
+                    .seats
+                    .iter()
+                    .map(|&seat| NewAuditRecord {
+                        event: job.hold.event,
+                        kind: AuditType::PaymentInitiated,
+                        at: job.created_at,
+                        seat,
+                        hold: Some(job.hold),
+                        order: None,
+                        user: job.user.clone(),
+                        reason: None,
+                    })
+                    .collect();
+                write_audit(conn, &audit)
             })
-            .collect();
-        insert_audit(&mut tx, &audit).await?;
-        tx.commit().await?;
-        self.sync.durable().await.map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+            .await?;
         Ok(PaymentAttempt {
             id: attempt.id,
             hold: attempt.hold,
@@ -861,7 +782,6 @@ impl Store for SqliteStore {
             order: None,
         })
     }
-
     async fn attempt(&self, id: &str) -> Result<PaymentAttempt> {
         let row: AttemptRow = sqlx::query_as(concat!(attempt_select!(), " WHERE a.id = ?"))
             .bind(id)
@@ -881,74 +801,77 @@ impl Store for SqliteStore {
     }
 
     async fn update_attempt(&self, update: AttemptUpdate<'_>) -> Result<bool> {
+        use rusqlite::types::Value;
         if update.from.is_empty() {
             return Ok(false);
         }
-        let mut query = QueryBuilder::<Sqlite>::new("UPDATE payment_attempts SET state = ");
-        query.push_bind(update.to.as_str());
-        query.push(", updated_at = ").push_bind(to_db(update.now, "now")?);
-        query.push(", authorization_id = COALESCE(").push_bind(update.authorization_id);
-        query.push(", authorization_id) WHERE id = ").push_bind(update.id);
-        query.push(" AND state IN (");
-        let mut list = query.separated(", ");
-        for state in update.from {
-            list.push_bind(state.as_str());
-        }
-        query.push(")");
-        if matches!(update.to, AttemptState::Voided | AttemptState::Declined | AttemptState::Refunded) {
-            query.push(
+        let mut sql = String::from(
+            "UPDATE payment_attempts SET state = ?, updated_at = ?, \
+             authorization_id = COALESCE(?, authorization_id) WHERE id = ? AND state IN (",
+        );
+        sql.push_str(&vec!["?"; update.from.len()].join(", "));
+        sql.push(')');
+        let failed =
+            matches!(update.to, AttemptState::Voided | AttemptState::Declined | AttemptState::Refunded);
+        if failed {
+            sql.push_str(
                 " AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.payment_attempt_id = payment_attempts.id)",
             );
         }
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let done = query.build().execute(&mut *tx).await?;
-        if done.rows_affected() == 1 {
-            let failed =
-                matches!(update.to, AttemptState::Declined | AttemptState::Voided | AttemptState::Refunded);
-            if failed {
-                let row: Option<(String, String, String)> = sqlx::query_as(
-                    "SELECT a.hold_id, a.user_id, a.seats FROM payment_attempts a WHERE a.id = ? \
-                     AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.payment_attempt_id = a.id)",
-                )
-                .bind(update.id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some((hold, user, seats)) = row {
-                    let hold = HoldId::parse(&hold).map_err(|_| corrupt(format!("hold id {hold:?}")))?;
-                    let user = UserId::parse(&user).map_err(|_| corrupt(format!("user id {user:?}")))?;
-                    let seats: Vec<u32> = serde_json::from_str(&seats)
-                        .map_err(|_| corrupt(format!("seats of attempt {}", update.id)))?;
-                    let audit: Vec<NewAuditRecord> = seats
-                        .into_iter()
-                        .map(|seat| NewAuditRecord {
-                            event: hold.event,
-                            kind: AuditType::PaymentFailed,
-                            at: update.now,
-                            seat,
-                            hold: Some(hold),
-                            order: None,
-                            user: user.clone(),
-                            reason: Some(update.to.as_str().to_owned()),
-                        })
-                        .collect();
-                    insert_audit(&mut tx, &audit).await?;
+        let mut values = vec![
+            Value::Text(update.to.as_str().to_owned()),
+            Value::Integer(to_db(update.now, "now")?),
+            update.authorization_id.map_or(Value::Null, |a| Value::Text(a.to_owned())),
+            Value::Text(update.id.to_owned()),
+        ];
+        values.extend(update.from.iter().map(|s| Value::Text(s.as_str().to_owned())));
+        let (id, now, reason) = (update.id.to_owned(), update.now, update.to.as_str());
+        self.jobs
+            .write(move |conn| {
+                let changed = conn.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(values.iter()))?;
+                if changed == 1 {
+                    if failed {
+                        let row: Option<(String, String, String)> = conn
+                            .prepare_cached(
+                                "SELECT a.hold_id, a.user_id, a.seats FROM payment_attempts a WHERE a.id = ?1 \
+                                 AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.payment_attempt_id = a.id)",
+                            )?
+                            .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                            .optional()?;
+                        if let Some((hold, user, seats)) = row {
+                            let hold = HoldId::parse(&hold).map_err(|_| corrupt(format!("hold id {hold:?}")))?;
+                            let user = UserId::parse(&user).map_err(|_| corrupt(format!("user id {user:?}")))?;
+                            let seats: Vec<u32> = serde_json::from_str(&seats)
+                                .map_err(|_| corrupt(format!("seats of attempt {id}")))?;
+                            let audit: Vec<NewAuditRecord> = seats
+                                .into_iter()
+                                .map(|seat| NewAuditRecord {
+                                    event: hold.event,
+                                    kind: AuditType::PaymentFailed,
+                                    at: now,
+                                    seat,
+                                    hold: Some(hold),
+                                    order: None,
+                                    user: user.clone(),
+                                    reason: Some(reason.to_owned()),
+                                })
+                                .collect();
+                            write_audit(conn, &audit)?;
+                        }
+                    }
+                    return Ok(true);
                 }
-            }
-            tx.commit().await?;
-            self.sync.durable().await.map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
-            return Ok(true);
-        }
-        let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM payment_attempts WHERE id = ?")
-            .bind(update.id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        tx.rollback().await?;
-        match known {
-            Some(_) => Ok(false),
-            None => Err(StoreError::NotFound),
-        }
+                let known = conn
+                    .prepare_cached("SELECT 1 FROM payment_attempts WHERE id = ?1")?
+                    .query_row([&id], |_| Ok(()))
+                    .optional()?;
+                match known {
+                    Some(()) => Ok(false),
+                    None => Err(StoreError::NotFound),
+                }
+            })
+            .await
     }
-
     async fn open_attempts(&self, deadline_before: UnixMs, limit: u32) -> Result<Vec<PaymentAttempt>> {
         let rows: Vec<AttemptRow> = sqlx::query_as(concat!(
             attempt_select!(),
@@ -964,7 +887,7 @@ impl Store for SqliteStore {
 
     async fn refund_tickets(&self, request: RefundRequest) -> Result<RefundOutcome> {
         let now = to_db(request.now, "now")?;
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let row: OrderRow = sqlx::query_as(concat!(order_select!(), " WHERE id = ?"))
             .bind(request.order.as_str())
             .fetch_optional(&mut *tx)
@@ -973,7 +896,7 @@ impl Store for SqliteStore {
         let attempt = row.payment_attempt_id.clone();
         let order = orders_with_tickets(&mut tx, vec![row]).await?.pop().expect("one row in, one order out");
         let chosen: Vec<&Ticket> = match &request.tickets {
-            None => order.tickets.iter().collect(),
+            None => order.tickets.iter().filter(|t| request.allow_scanned || t.user == order.user).collect(),
             Some(ids) => {
                 let mut chosen: Vec<&Ticket> = Vec::with_capacity(ids.len());
                 for id in ids {
@@ -998,10 +921,14 @@ impl Store for SqliteStore {
         {
             return Err(StoreError::TicketScanned(scanned.id.clone()));
         }
+        if !request.allow_scanned
+            && let Some(theirs) = to_void.iter().find(|t| t.user != order.user)
+        {
+            return Err(StoreError::TicketTransferred(theirs.id.clone()));
+        }
         if to_void.is_empty() {
             tx.rollback().await?;
             // What an earlier refund did is answered only once it is on disk.
-            self.sync.durable().await.map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
             return Ok(RefundOutcome { order, refund: None });
         }
         let amount = Money::sum(to_void.iter().map(|t| t.price))
@@ -1046,6 +973,7 @@ impl Store for SqliteStore {
             })
             .collect();
         insert_audit(&mut tx, &audit).await?;
+        insert_revocations(&mut tx, order.event, &to_void, crate::RevocationReason::Refunded, now).await?;
         let remaining: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM tickets WHERE order_id = ? AND status IN ('valid', 'scanned')",
         )
@@ -1086,7 +1014,6 @@ impl Store for SqliteStore {
         });
         insert_outbox(&mut tx, TOPIC_ORDER_REFUNDED, order.id.as_str(), &payload, now).await?;
         tx.commit().await?;
-        self.sync.durable().await.map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         let refund = Refund {
             id: request.refund_id,
             order: order.id.clone(),
@@ -1104,7 +1031,7 @@ impl Store for SqliteStore {
 
     async fn finish_refund(&self, id: &str, now: UnixMs) -> Result<()> {
         let now = to_db(now, "now")?;
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("UPDATE refunds SET state = 'succeeded', updated_at = ? WHERE id = ?")
             .bind(now)
             .bind(id)
@@ -1127,7 +1054,6 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        self.sync.durable().await.map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         Ok(())
     }
 
@@ -1153,7 +1079,7 @@ impl Store for SqliteStore {
 
     async fn scan_ticket(&self, id: &TicketId, revision: u32, now: UnixMs) -> Result<ScanOutcome> {
         let now = to_db(now, "now")?;
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let scanned = sqlx::query(
             "UPDATE tickets SET status = 'scanned', updated_at = ? \
              WHERE id = ? AND revision = ? AND status = 'valid'",
@@ -1168,7 +1094,6 @@ impl Store for SqliteStore {
             .fetch_optional(&mut *tx)
             .await?;
         tx.commit().await?;
-        self.sync.durable().await.map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         let Some(ticket) = row.map(TicketRow::into_ticket).transpose()? else {
             return Ok(ScanOutcome::Unknown);
         };
@@ -1192,7 +1117,6 @@ impl Store for SqliteStore {
         .fetch_all(&self.reader)
         .await?;
         // Published only once on disk: a row read here may still be syncing.
-        self.sync.durable().await.map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         rows.into_iter()
             .map(|(seq, topic, key, payload, created_at)| {
                 Ok(OutboxMessage {
@@ -1207,55 +1131,62 @@ impl Store for SqliteStore {
     }
 
     async fn outbox_mark_sent(&self, up_to_seq: u64, now: UnixMs) -> Result<()> {
-        sqlx::query("UPDATE outbox SET sent_at = ? WHERE seq <= ? AND sent_at IS NULL")
-            .bind(to_db(now, "now")?)
-            .bind(saturating_db(up_to_seq))
-            .execute(&self.writer)
-            .await?;
-        self.sync.durable().await.map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
-        Ok(())
+        let (now, up_to) = (to_db(now, "now")?, saturating_db(up_to_seq));
+        self.jobs
+            .write(move |conn| {
+                conn.prepare_cached("UPDATE outbox SET sent_at = ?1 WHERE seq <= ?2 AND sent_at IS NULL")?
+                    .execute((now, up_to))?;
+                Ok(())
+            })
+            .await
     }
 
     async fn outbox_requeue_after(&self, seq: u64) -> Result<u64> {
-        let done = sqlx::query("UPDATE outbox SET sent_at = NULL WHERE seq > ? AND sent_at IS NOT NULL")
-            .bind(saturating_db(seq))
-            .execute(&self.writer)
-            .await?;
-        self.sync.durable().await.map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
-        Ok(done.rows_affected())
+        let seq = saturating_db(seq);
+        self.jobs
+            .write(move |conn| {
+                let done = conn
+                    .prepare_cached(
+                        "UPDATE outbox SET sent_at = NULL WHERE seq > ?1 AND sent_at IS NOT NULL",
+                    )?
+                    .execute([seq])?;
+                Ok(done as u64)
+            })
+            .await
     }
-
     async fn outbox_purge(&self, sent_before: UnixMs, up_to_seq: u64) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ? AND seq <= ?")
-            .bind(saturating_db(sent_before))
-            .bind(saturating_db(up_to_seq))
-            .execute(&self.writer)
-            .await?;
-        self.sync.durable().await.map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
-        Ok(done.rows_affected())
+        let (before, up_to) = (saturating_db(sent_before), saturating_db(up_to_seq));
+        self.jobs
+            .write(move |conn| {
+                let done = conn
+                    .prepare_cached(
+                        "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?1 AND seq <= ?2",
+                    )?
+                    .execute((before, up_to))?;
+                Ok(done as u64)
+            })
+            .await
     }
-
     async fn meta_set(&self, key: &str, value: &str) -> Result<()> {
-        sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-            .bind(key)
-            .bind(value)
-            .execute(&self.writer)
-            .await?;
-        self.sync.durable().await.map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
-        Ok(())
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.jobs
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO meta (key, value) VALUES (?1, ?2) \
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )?
+                .execute((&key, &value))?;
+                Ok(())
+            })
+            .await
     }
-
     async fn append_audit(&self, records: &[NewAuditRecord]) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        insert_audit(&mut tx, records).await?;
-        tx.commit().await?;
-        self.sync.durable().await.map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
-        Ok(())
+        let records = records.to_vec();
+        self.jobs.write(move |conn| write_audit(conn, &records)).await
     }
-
     async fn audit_after(&self, event: EventId, after: u64, limit: u32) -> Result<Vec<AuditRecord>> {
         let rows: Vec<AuditRow> = sqlx::query_as(
             "SELECT event_id, seq, type, at, seat, hold_id, order_id, user_id, reason FROM audit \
@@ -1304,100 +1235,205 @@ impl Store for SqliteStore {
 
     async fn claim_key(&self, scope: KeyScope<'_>, body_sha256: [u8; 32], now: UnixMs) -> Result<KeyClaim> {
         let now = to_db(now, "now")?;
-        // IMMEDIATE: the insert-or-read below must see no other writer in between.
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let inserted = sqlx::query(
-            "INSERT INTO idempotency_keys (user_id, route, key, body_sha256, state, created_at) \
-             VALUES (?, ?, ?, ?, 'in_progress', ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(scope.user.as_str())
-        .bind(scope.route)
-        .bind(scope.key)
-        .bind(&body_sha256[..])
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let taken_over = inserted.rows_affected() == 0
-            && sqlx::query(
-                "UPDATE idempotency_keys SET created_at = ? WHERE user_id = ? AND route = ? AND key = ? \
-                 AND state = 'in_progress' AND body_sha256 = ? AND created_at < ?",
-            )
-            .bind(now)
-            .bind(scope.user.as_str())
-            .bind(scope.route)
-            .bind(scope.key)
-            .bind(&body_sha256[..])
-            .bind(now.saturating_sub(KEY_CLAIM_ABANDONED_MS as i64))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-        let claim = if inserted.rows_affected() == 1 || taken_over {
-            KeyClaim::Claimed
-        } else {
-            let row: KeyRow = sqlx::query_as(
-                "SELECT body_sha256, state, status, body FROM idempotency_keys \
-                 WHERE user_id = ? AND route = ? AND key = ?",
-            )
-            .bind(scope.user.as_str())
-            .bind(scope.route)
-            .bind(scope.key)
-            .fetch_one(&mut *tx)
-            .await?;
-            row.into_claim(&body_sha256)?
-        };
-        tx.commit().await?;
-        self.sync.durable().await.map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
-        Ok(claim)
+        let (user, route, key) =
+            (scope.user.as_str().to_owned(), scope.route.to_owned(), scope.key.to_owned());
+        // In the writer's transaction the insert-or-read below sees no other writer between.
+        self.jobs
+            .write(move |conn| {
+                let inserted = conn
+                    .prepare_cached(
+                        "INSERT INTO idempotency_keys (user_id, route, key, body_sha256, state, created_at) \
+                         VALUES (?1, ?2, ?3, ?4, 'in_progress', ?5) ON CONFLICT DO NOTHING",
+                    )?
+                    .execute(rusqlite::params![user, route, key, &body_sha256[..], now])?;
+                let taken_over = inserted == 0
+                    && conn
+                        .prepare_cached(
+                            "UPDATE idempotency_keys SET created_at = ?1 WHERE user_id = ?2 AND route = ?3 \
+                             AND key = ?4 AND state = 'in_progress' AND body_sha256 = ?5 AND created_at < ?6",
+                        )?
+                        .execute(rusqlite::params![
+                            now,
+                            user,
+                            route,
+                            key,
+                            &body_sha256[..],
+                            now.saturating_sub(KEY_CLAIM_ABANDONED_MS as i64)
+                        ])?
+                        == 1;
+                if inserted == 1 || taken_over {
+                    return Ok(KeyClaim::Claimed);
+                }
+                let row = conn
+                    .prepare_cached(
+                        "SELECT body_sha256, state, status, body FROM idempotency_keys \
+                         WHERE user_id = ?1 AND route = ?2 AND key = ?3",
+                    )?
+                    .query_row((&user, &route, &key), |r| {
+                        Ok(KeyRow {
+                            body_sha256: r.get(0)?,
+                            state: r.get(1)?,
+                            status: r.get(2)?,
+                            body: r.get(3)?,
+                        })
+                    })?;
+                row.into_claim(&body_sha256)
+            })
+            .await
     }
 
     async fn finish_key(&self, scope: KeyScope<'_>, status: u16, body: &[u8]) -> Result<()> {
+        let (user, route, key) =
+            (scope.user.as_str().to_owned(), scope.route.to_owned(), scope.key.to_owned());
+        let body = body.to_vec();
         // Only an in-progress key: a final answer once stored is never replaced.
-        let done = sqlx::query(
-            "UPDATE idempotency_keys SET state = 'done', status = ?, body = ? \
-             WHERE user_id = ? AND route = ? AND key = ? AND state = 'in_progress'",
-        )
-        .bind(i64::from(status))
-        .bind(body)
-        .bind(scope.user.as_str())
-        .bind(scope.route)
-        .bind(scope.key)
-        .execute(&self.writer)
-        .await?;
-        self.sync.durable().await.map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
-        if done.rows_affected() == 0 {
+        let done = self
+            .jobs
+            .write({
+                let (user, route, key) = (user.clone(), route.clone(), key.clone());
+                move |conn| {
+                    Ok(conn
+                        .prepare_cached(
+                            "UPDATE idempotency_keys SET state = 'done', status = ?1, body = ?2 \
+                             WHERE user_id = ?3 AND route = ?4 AND key = ?5 AND state = 'in_progress'",
+                        )?
+                        .execute(rusqlite::params![i64::from(status), body, user, route, key])?)
+                }
+            })
+            .await?;
+        if done == 0 {
             // The answer has been given already; only its replay is lost (the key was
             // purged or released meanwhile), which is not worth failing the request for.
             tracing::warn!(
-                user = %scope.user, route = scope.route, key = scope.key,
+                %user, %route, %key,
                 "idempotency key finished but no longer in progress; its answer is not stored"
             );
         }
         Ok(())
     }
-
     async fn release_key(&self, scope: KeyScope<'_>) -> Result<()> {
+        let (user, route, key) =
+            (scope.user.as_str().to_owned(), scope.route.to_owned(), scope.key.to_owned());
         // Only an in-progress key, for the same reason as in `finish_key`.
-        sqlx::query(
-            "DELETE FROM idempotency_keys \
-             WHERE user_id = ? AND route = ? AND key = ? AND state = 'in_progress'",
-        )
-        .bind(scope.user.as_str())
-        .bind(scope.route)
-        .bind(scope.key)
-        .execute(&self.writer)
-        .await?;
-        self.sync.durable().await.map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
-        Ok(())
+        self.jobs
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "DELETE FROM idempotency_keys \
+                     WHERE user_id = ?1 AND route = ?2 AND key = ?3 AND state = 'in_progress'",
+                )?
+                .execute((&user, &route, &key))?;
+                Ok(())
+            })
+            .await
+    }
+    async fn purge_keys(&self, before: UnixMs) -> Result<u64> {
+        let before = saturating_db(before);
+        self.jobs
+            .write(move |conn| {
+                let done = conn
+                    .prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")?
+                    .execute([before])?;
+                Ok(done as u64)
+            })
+            .await
     }
 
-    async fn purge_keys(&self, before: UnixMs) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
-            .bind(saturating_db(before))
-            .execute(&self.writer)
+    // --- transfers and revocations ---
+
+    async fn transfer_ticket(&self, transfer: TicketTransfer) -> Result<Ticket> {
+        let now = to_db(transfer.now, "now")?;
+        // Dropping the transaction on an early return rolls it back.
+        let mut tx = self.begin_write().await?;
+        let row: TicketRow = sqlx::query_as(concat!(ticket_select!(), " WHERE id = ?"))
+            .bind(transfer.ticket.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let old = row.into_ticket()?;
+        check_transfer(&old, &transfer)?;
+        let event_status: Option<String> = sqlx::query_scalar("SELECT status FROM events WHERE id = ?")
+            .bind(to_db(old.event.0, "event id")?)
+            .fetch_optional(&mut *tx)
             .await?;
-        self.sync.durable().await.map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
-        Ok(done.rows_affected())
+        if event_status.as_deref() == Some(EventStatus::Cancelled.as_str()) {
+            return Err(StoreError::EventCancelled(old.event));
+        }
+        // The old ticket leaves the unique index over valid tickets before the new one enters.
+        sqlx::query(
+            "UPDATE tickets SET status = 'transferred', updated_at = ? WHERE id = ? AND status = 'valid'",
+        )
+        .bind(now)
+        .bind(old.id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO tickets (id, order_id, event_id, seat_index, seat_label, price_amount, currency, \
+             user_id, status, created_at, qr_payload, revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(transfer.new_ticket.as_str())
+        .bind(old.order_id.as_str())
+        .bind(to_db(old.event.0, "event id")?)
+        .bind(i64::from(old.seat_index))
+        .bind(&old.seat_label)
+        .bind(old.price.amount)
+        .bind(old.price.currency.as_str())
+        .bind(transfer.to.as_str())
+        .bind(ticket_status_str(TicketStatus::Valid))
+        .bind(now)
+        .bind(&transfer.new_qr_payload)
+        .bind(i64::from(transfer.new_revision))
+        .execute(&mut *tx)
+        .await?;
+        let new = transferred_ticket(&old, &transfer);
+        insert_audit(&mut tx, &[transfer_audit(&old, &transfer)]).await?;
+        insert_revocations(&mut tx, old.event, &[&old], crate::RevocationReason::Transferred, now).await?;
+        let payload = transfer_message(&old, &new);
+        insert_outbox(&mut tx, TOPIC_TICKET_TRANSFERRED, new.id.as_str(), &payload, now).await?;
+        tx.commit().await?;
+        Ok(new)
+    }
+
+    async fn revocations_after(&self, event: EventId, after: u64, limit: u32) -> Result<Vec<Revocation>> {
+        let rows: Vec<RevocationRow> = sqlx::query_as(
+            "SELECT seq, ticket_id, revision, reason, revoked_at FROM ticket_revocations \
+             WHERE event_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(lookup_id(event.0)?)
+        .bind(saturating_db(after))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter().map(RevocationRow::into_revocation).collect()
+    }
+
+    async fn tickets_of_user(&self, user: &UserId, limit: u32, cursor: Option<&str>) -> Result<Page<Ticket>> {
+        let limit = limit.max(1);
+        let before = cursor.map(TicketCursor::parse).transpose()?;
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "SELECT id, order_id, event_id, seat_index, seat_label, price_amount, currency, status, \
+             user_id, revision, qr_payload, created_at FROM tickets WHERE user_id = ",
+        );
+        query.push_bind(user.as_str());
+        if let Some(before) = before {
+            query
+                .push(" AND (created_at, id) < (")
+                .push_bind(before.created_at)
+                .push(", ")
+                .push_bind(before.id)
+                .push(")");
+        }
+        query.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(i64::from(limit) + 1);
+        let mut rows: Vec<UserTicketRow> = query.build_query_as().fetch_all(&self.reader).await?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next_cursor = match rows.last() {
+            Some(last) if more => {
+                Some(TicketCursor { created_at: last.created_at, id: last.ticket.id.clone() }.to_string())
+            }
+            _ => None,
+        };
+        let items = rows.into_iter().map(|row| row.ticket.into_ticket()).collect::<Result<Vec<_>>>()?;
+        Ok(Page { items, next_cursor })
     }
 }
 
@@ -1471,6 +1507,8 @@ struct EventRow {
     queue_token_ttl_seconds: Option<i64>,
     queue_max_length: Option<i64>,
     queue_proof_of_work_bits: Option<i64>,
+    static_tickets_allowed: Option<i64>,
+    orphan_rule: Option<i64>,
 }
 
 impl EventRow {
@@ -1512,6 +1550,8 @@ impl EventRow {
                 self.queue_max_length,
                 self.queue_proof_of_work_bits,
             )?,
+            static_tickets_allowed: self.static_tickets_allowed.is_none_or(|allowed| allowed != 0),
+            orphan_rule: self.orphan_rule.is_none_or(|on| on != 0),
         })
     }
 }
@@ -2107,15 +2147,6 @@ fn dedup(values: &[i64]) -> Vec<i64> {
     values.iter().copied().filter(|v| seen.insert(*v)).collect()
 }
 
-fn violates_unique(err: &sqlx::Error, column: &str) -> bool {
-    // SQLite names no constraint, only its columns: "UNIQUE constraint failed: t.a, t.b".
-    matches!(err, sqlx::Error::Database(e) if e.is_unique_violation() && e.message().contains(column))
-}
-
-fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(e) if e.is_foreign_key_violation())
-}
-
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -2126,4 +2157,289 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
         Ok(value) => value,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
+}
+
+// --- the writer thread's statements (see `sqlite_writer`) ---
+
+/// What [`insert_order`] did.
+enum OrderMade {
+    Created,
+    /// The attempt already completed with this order.
+    Existing(OrderId),
+}
+
+/// Inserts an order with its tickets, outbox row and audit rows, on the writer's
+/// connection (inside its batch, in the job's savepoint).
+fn insert_order(
+    conn: &rusqlite::Connection,
+    order: &NewOrder,
+    event: i64,
+    created_at: i64,
+) -> Result<OrderMade> {
+    use rusqlite::OptionalExtension;
+    let status: Option<String> = conn
+        .prepare_cached("SELECT status FROM events WHERE id = ?1")?
+        .query_row([event], |r| r.get(0))
+        .optional()?;
+    if status.as_deref() == Some(EventStatus::Cancelled.as_str()) {
+        return Err(StoreError::EventCancelled(order.event));
+    }
+    if let Some(attempt) = &order.payment_attempt {
+        let existing: Option<String> = conn
+            .prepare_cached("SELECT id FROM orders WHERE payment_attempt_id = ?1")?
+            .query_row([attempt], |r| r.get(0))
+            .optional()?;
+        if let Some(existing) = existing {
+            return Ok(OrderMade::Existing(parse_order_id(&existing)?));
+        }
+        let open: Option<(String, i64)> = conn
+            .prepare_cached("SELECT state, pin_deadline FROM payment_attempts WHERE id = ?1")?
+            .query_row([attempt], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let committable = open.is_some_and(|(state, deadline)| {
+            state == AttemptState::Authorized.as_str() && created_at < deadline
+        });
+        if !committable {
+            return Err(StoreError::AttemptClosed(attempt.clone()));
+        }
+    }
+    let hold = order.hold.to_string();
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO orders (id, event_id, user_id, hold_id, status, email, total_amount, \
+             currency, created_at, payment_attempt_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?
+        .execute(rusqlite::params![
+            order.id.as_str(),
+            event,
+            order.user.as_str(),
+            hold,
+            order_status_str(OrderStatus::Confirmed),
+            order.email,
+            order.total.amount,
+            order.total.currency.as_str(),
+            created_at,
+            order.payment_attempt,
+        ]);
+    if let Err(err) = inserted {
+        if is_unique_failure(&err, "orders.hold_id") {
+            let existing: Option<String> = conn
+                .prepare_cached("SELECT id FROM orders WHERE hold_id = ?1")?
+                .query_row([&hold], |r| r.get(0))
+                .optional()?;
+            return Err(match existing {
+                Some(id) => StoreError::HoldAlreadyOrdered(parse_order_id(&id)?),
+                None => err.into(),
+            });
+        }
+        // The only reference an order row makes is to its event.
+        return Err(if is_foreign_key_failure(&err) { StoreError::NotFound } else { err.into() });
+    }
+    let mut insert_ticket = conn.prepare_cached(
+        "INSERT INTO tickets (id, order_id, event_id, seat_index, seat_label, price_amount, currency, \
+         user_id, status, created_at, qr_payload, revision) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?;
+    for ticket in &order.tickets {
+        // One statement per ticket: when the unique index fires, the seat is known.
+        let inserted = insert_ticket.execute(rusqlite::params![
+            ticket.id.as_str(),
+            order.id.as_str(),
+            event,
+            i64::from(ticket.seat_index),
+            ticket.seat_label,
+            ticket.price.amount,
+            ticket.price.currency.as_str(),
+            order.user.as_str(),
+            ticket_status_str(TicketStatus::Valid),
+            created_at,
+            ticket.qr_payload,
+            i64::from(FIRST_TICKET_REVISION),
+        ]);
+        if let Err(err) = inserted {
+            if is_unique_failure(&err, "tickets.seat_index") {
+                return Err(StoreError::SeatAlreadySold {
+                    event: order.event,
+                    seat_index: ticket.seat_index,
+                });
+            }
+            return Err(err.into());
+        }
+    }
+    let payload = serde_json::json!({
+        "order_id": order.id.as_str(),
+        "event_id": order.event.to_string(),
+        "user": order.user.as_str(),
+        "email": order.email,
+    });
+    conn.prepare_cached("INSERT INTO outbox (topic, key, payload, created_at) VALUES (?1, ?2, ?3, ?4)")?
+        .execute((TOPIC_ORDER_CREATED, order.id.as_str(), payload.to_string(), created_at))?;
+    let audit: Vec<NewAuditRecord> = order
+        .tickets
+        .iter()
+        .map(|ticket| NewAuditRecord {
+            event: order.event,
+            kind: AuditType::SeatConfirmed,
+            at: order.created_at,
+            seat: ticket.seat_index,
+            hold: Some(order.hold),
+            order: Some(order.id.clone()),
+            user: order.user.clone(),
+            reason: None,
+        })
+        .collect();
+    write_audit(conn, &audit)?;
+    Ok(OrderMade::Created)
+}
+
+/// [`insert_audit`] on the writer's connection.
+fn write_audit(conn: &rusqlite::Connection, records: &[NewAuditRecord]) -> Result<()> {
+    let mut counts: Vec<(EventId, i64)> = Vec::new();
+    for record in records {
+        match counts.iter_mut().find(|(event, _)| *event == record.event) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((record.event, 1)),
+        }
+    }
+    let mut next: HashMap<EventId, i64> = HashMap::with_capacity(counts.len());
+    let mut head = conn.prepare_cached(
+        "INSERT INTO audit_heads (event_id, seq) VALUES (?1, ?2) \
+         ON CONFLICT (event_id) DO UPDATE SET seq = seq + excluded.seq RETURNING seq",
+    )?;
+    for (event, n) in counts {
+        let last: i64 = head.query_row((to_db(event.0, "event id")?, n), |r| r.get(0))?;
+        next.insert(event, last - n + 1);
+    }
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO audit (event_id, seq, type, at, seat, hold_id, order_id, user_id, reason) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for record in records {
+        let seq = next.get_mut(&record.event).expect("every event counted");
+        insert.execute(rusqlite::params![
+            to_db(record.event.0, "event id")?,
+            *seq,
+            record.kind.as_str(),
+            saturating_db(record.at),
+            i64::from(record.seat),
+            record.hold.map(|h| h.to_string()),
+            record.order.as_ref().map(|o| o.as_str()),
+            record.user.as_str(),
+            record.reason,
+        ])?;
+        *seq += 1;
+    }
+    Ok(())
+}
+
+fn is_unique_failure(err: &rusqlite::Error, column: &str) -> bool {
+    // SQLite names no constraint, only its columns: "UNIQUE constraint failed: t.a, t.b".
+    matches!(err, rusqlite::Error::SqliteFailure(e, Some(message))
+        if matches!(e.extended_code, rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+            && message.contains(column))
+}
+
+fn is_foreign_key_failure(err: &rusqlite::Error) -> bool {
+    matches!(err, rusqlite::Error::SqliteFailure(e, _) if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY)
+}
+
+// --- transfers and revocations ---
+
+/// Records the revocation of `tickets` under the sequence numbers of the audit records
+/// just appended for them: call it right after `insert_audit` wrote exactly one record
+/// per ticket of `event`, in the same order, in the same transaction.
+async fn insert_revocations(
+    conn: &mut SqliteConnection,
+    event: EventId,
+    tickets: &[&Ticket],
+    reason: crate::RevocationReason,
+    now: i64,
+) -> Result<()> {
+    if tickets.is_empty() {
+        return Ok(());
+    }
+    let event_id = to_db(event.0, "event id")?;
+    let head: i64 = sqlx::query_scalar("SELECT seq FROM audit_heads WHERE event_id = ?")
+        .bind(event_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let first = head - tickets.len() as i64 + 1;
+    for (seq, ticket) in (first..).zip(tickets) {
+        sqlx::query(
+            "INSERT INTO ticket_revocations (event_id, seq, ticket_id, revision, reason, revoked_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(event_id)
+        .bind(seq)
+        .bind(ticket.id.as_str())
+        .bind(i64::from(ticket.revision))
+        .bind(reason.as_str())
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+#[derive(FromRow)]
+struct RevocationRow {
+    seq: i64,
+    ticket_id: String,
+    revision: i64,
+    reason: String,
+    revoked_at: i64,
+}
+
+impl RevocationRow {
+    fn into_revocation(self) -> Result<Revocation> {
+        Ok(Revocation {
+            seq: from_db(self.seq, "revocation seq")?,
+            ticket: TicketId::parse(&self.ticket_id)
+                .map_err(|_| corrupt(format!("ticket id {:?}", self.ticket_id)))?,
+            revision: u32::try_from(self.revision)
+                .map_err(|_| corrupt(format!("revision {}", self.revision)))?,
+            reason: crate::RevocationReason::parse(&self.reason)
+                .ok_or_else(|| corrupt(format!("revocation reason {:?}", self.reason)))?,
+            revoked_at: from_db(self.revoked_at, "revoked_at")?,
+        })
+    }
+}
+
+/// A ticket row with the creation time that orders a user's tickets.
+#[derive(FromRow)]
+struct UserTicketRow {
+    #[sqlx(flatten)]
+    ticket: TicketRow,
+    created_at: i64,
+}
+
+/// Position after which the next page of a user's tickets starts: `"<created_at>:<id>"`.
+struct TicketCursor {
+    created_at: i64,
+    id: String,
+}
+
+impl TicketCursor {
+    fn parse(s: &str) -> Result<Self> {
+        let (created_at, id) = s.split_once(':').ok_or(StoreError::BadCursor)?;
+        let id = TicketId::parse(id).map_err(|_| StoreError::BadCursor)?;
+        Ok(TicketCursor { created_at: cursor_int(created_at)?, id: id.as_str().to_owned() })
+    }
+}
+
+impl fmt::Display for TicketCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.created_at, self.id)
+    }
+}
+
+/// `PATCH /v1/events/{id}` `static_tickets_allowed`, inside `update_event`'s transaction
+/// (after its `event_settings` row is written).
+async fn set_static_tickets_allowed(conn: &mut SqliteConnection, event_id: i64, allowed: bool) -> Result<()> {
+    sqlx::query("UPDATE event_settings SET static_tickets_allowed = ? WHERE event_id = ?")
+        .bind(i64::from(allowed))
+        .bind(event_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }

@@ -24,6 +24,7 @@ use boxoffice_store::{
     Performer, PgConfig, PgStore, RefundRequest, RefundState, ScanOutcome, SoldSeat, SqliteStore, Store,
     StoreError, TOPIC_ORDER_CREATED, TOPIC_ORDER_REFUNDED, TicketStatus, Venue,
 };
+use boxoffice_store::{EventUpdate, Revocation, RevocationReason, TOPIC_TICKET_TRANSFERRED, TicketTransfer};
 use sqlx::Connection;
 use tempfile::TempDir;
 
@@ -787,8 +788,8 @@ async fn sqlite_two_stores_on_one_file_both_write() {
     assert_eq!(other.sold_seats(event.id).await.unwrap().len(), 20);
 }
 
-/// The settings the module documentation promises: an order is on disk (WAL, fsynced by
-/// the group commit after every commit) before it is acknowledged.
+/// The settings the module documentation promises: an order is on disk (WAL, `fsync`ed by
+/// every commit) before it is acknowledged.
 #[tokio::test]
 async fn sqlite_databases_are_durable_wal_files() {
     let h = sqlite().await;
@@ -799,35 +800,70 @@ async fn sqlite_databases_are_durable_wal_files() {
     };
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(pool).await.unwrap();
     assert_eq!(mode, "wal");
-    assert_eq!(number("synchronous").await, 1, "NORMAL: the group commit syncs the WAL");
+    assert_eq!(number("synchronous").await, 2, "FULL: every commit syncs the WAL");
     assert_eq!(number("foreign_keys").await, 1);
     assert_eq!(number("busy_timeout").await, 5_000);
 }
 
-/// Every acknowledged write was covered by a sync of the WAL, and concurrent writers share
-/// syncs.
+/// Concurrent writes share commits: the writer thread commits what waits in one batch,
+/// and every write is readable (committed) once it is acknowledged.
 #[tokio::test]
-async fn sqlite_writes_are_synced_in_groups_before_they_are_acknowledged() {
+async fn sqlite_writes_are_committed_in_groups_before_they_are_acknowledged() {
     let h = sqlite().await;
     let store = h.store.clone();
-    let (before, _, _) = store.group_commit_counts();
+    let (before, batches_before) = store.group_commit_counts();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..64 {
         let store = store.clone();
         tasks.spawn(async move {
             store.meta_set(&format!("k{i}"), "v").await.unwrap();
-            // Acknowledged: this write's ticket is on disk.
-            let (committed, synced, _) = store.group_commit_counts();
-            assert!(synced >= 1 && synced <= committed);
+            // Acknowledged: a reader (another connection) sees it.
+            assert_eq!(store.meta_get(&format!("k{i}")).await.unwrap().as_deref(), Some("v"));
         });
     }
     while let Some(done) = tasks.join_next().await {
         done.unwrap();
     }
-    let (committed, synced, syncs) = store.group_commit_counts();
-    assert_eq!(committed - before, 64, "one ticket per write");
-    assert_eq!(synced, committed, "every acknowledged write is synced");
-    assert!(syncs >= 1 && syncs <= committed, "{syncs} syncs for {committed} writes");
+    let (jobs, batches) = store.group_commit_counts();
+    assert_eq!(jobs - before, 64, "one job per write");
+    let batches = batches - batches_before;
+    assert!((1..=64).contains(&batches), "{batches} commits for 64 writes");
+}
+
+/// A write that fails inside a batch is rolled back alone: the writes committed with it
+/// stand, and its caller gets its own error.
+#[tokio::test]
+async fn sqlite_a_failed_write_does_not_undo_its_batch() {
+    let h = sqlite().await;
+    let store = h.store.clone();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..32u32 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            if i % 2 == 0 {
+                store.meta_set(&format!("ok{i}"), "v").await.map(|_| ())
+            } else {
+                // No such attempt: NotFound, after the failed update was rolled back.
+                let update = AttemptUpdate {
+                    id: "pa_missing",
+                    from: &[AttemptState::Initiated],
+                    to: AttemptState::Authorized,
+                    authorization_id: Some("auth"),
+                    now: T0,
+                };
+                match store.update_attempt(update).await {
+                    Err(StoreError::NotFound) => Ok(()),
+                    other => panic!("expected NotFound, got {other:?}"),
+                }
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap().unwrap();
+    }
+    for i in (0..32).step_by(2) {
+        assert_eq!(store.meta_get(&format!("ok{i}")).await.unwrap().as_deref(), Some("v"));
+    }
 }
 
 // --- idempotency keys and metadata ---
@@ -1875,8 +1911,9 @@ async fn postgres_tickets_and_audit_are_partitioned_by_event() {
     .fetch_all(pool)
     .await
     .unwrap();
-    assert_eq!(partitioned, [("audit".to_owned(), "h".to_owned()), ("tickets".to_owned(), "h".to_owned())]);
-    for table in ["tickets", "audit"] {
+    let hash = |table: &str| (table.to_owned(), "h".to_owned());
+    assert_eq!(partitioned, [hash("audit"), hash("ticket_revocations"), hash("tickets")]);
+    for table in ["tickets", "audit", "ticket_revocations"] {
         let partitions: i64 = sqlx::query_scalar(&format!(
             "SELECT count(*) FROM pg_inherits WHERE inhparent = '{table}'::regclass"
         ))
@@ -2005,3 +2042,270 @@ async fn refunds_finishing_together_settle_the_payment(h: &impl Harness) {
 }
 
 on_every_backend!(refunds_finishing_together_settle_the_payment);
+
+// --- transfers and revocations ---
+
+/// A transfer of `ticket` from `from` to `to`, issuing revision `revision`.
+fn transfer_of(ticket: &boxoffice_store::Ticket, from: &UserId, to: &UserId, now: UnixMs) -> TicketTransfer {
+    let new_ticket = TicketId::random();
+    TicketTransfer {
+        ticket: ticket.id.clone(),
+        from: from.clone(),
+        to: to.clone(),
+        new_qr_payload: Some(format!("qr-of-{new_ticket}")),
+        new_ticket,
+        new_revision: ticket.revision + 1,
+        now,
+    }
+}
+
+/// Every revocation of the event, read a page of `limit` at a time.
+async fn all_revocations(store: &dyn Store, event: EventId, limit: u32) -> Vec<Revocation> {
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.revocations_after(event, after, limit).await.unwrap();
+        let Some(last) = page.last() else { return all };
+        assert!(page.len() <= limit as usize);
+        after = last.seq;
+        all.extend(page);
+    }
+}
+
+async fn a_transfer_reissues_the_ticket_and_revokes_the_old_revision(h: &impl Harness) {
+    let store = h.store();
+    let (map, event) = venue_and_event(store).await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    let order = store.create_order(new_order(&event, &map, &alice, &[3, 4], T0)).await.unwrap();
+    let given = order.tickets[0].clone();
+    let transfer = transfer_of(&given, &alice, &bob, T0 + 10);
+
+    let issued = store.transfer_ticket(transfer.clone()).await.unwrap();
+    assert_eq!(
+        (&issued.id, &issued.user, issued.revision, issued.status, issued.seat_index, &issued.order_id),
+        (&transfer.new_ticket, &bob, 2, TicketStatus::Valid, 3, &order.id)
+    );
+    assert_eq!(issued.qr_payload, transfer.new_qr_payload);
+    assert_eq!((&issued.seat_label, issued.price, issued.event), (&given.seat_label, given.price, event.id));
+    assert_eq!(store.ticket(&issued.id).await.unwrap(), issued, "reads back as returned");
+    let old = store.ticket(&given.id).await.unwrap();
+    assert_eq!((old.status, &old.user, old.revision), (TicketStatus::Transferred, &alice, 1));
+
+    // The seat stays sold, now to bob; the old revision admits nobody, the new one does.
+    assert_eq!(store.sold_seats(event.id).await.unwrap(), vec![sold(3, &bob), sold(4, &alice)]);
+    assert_eq!(store.revenue_minor_units(event.id).await.unwrap(), 10_000, "a transfer sells nothing");
+    assert!(matches!(store.scan_ticket(&given.id, 1, T0 + 20).await.unwrap(), ScanOutcome::Revoked(_)));
+    assert!(matches!(store.scan_ticket(&issued.id, 2, T0 + 20).await.unwrap(), ScanOutcome::Admitted(_)));
+
+    // The revocation carries the audit record's position; the record names the recipient.
+    let revoked = all_revocations(store, event.id, 10).await;
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(
+        (&revoked[0].ticket, revoked[0].revision, revoked[0].reason, revoked[0].revoked_at),
+        (&given.id, 1, RevocationReason::Transferred, T0 + 10)
+    );
+    let audit = store.audit_after(event.id, 0, 100).await.unwrap();
+    let record = audit.iter().find(|r| r.seq == revoked[0].seq).expect("the transfer's audit record");
+    assert_eq!(record.record.kind, AuditType::TicketTransferred);
+    assert_eq!(
+        (record.record.seat, &record.record.user, record.record.order.as_ref(), record.record.at),
+        (3, &bob, Some(&order.id), T0 + 10)
+    );
+    assert_eq!(audit.last().unwrap().seq, record.seq, "the last record");
+    let message = store.outbox_pending(10).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (message.topic.as_str(), message.key.as_str()),
+        (TOPIC_TICKET_TRANSFERRED, issued.id.as_str())
+    );
+    let payload: serde_json::Value = serde_json::from_str(&message.payload).unwrap();
+    assert_eq!(payload["previous_ticket_id"], given.id.as_str());
+    assert_eq!((payload["from_user"].as_str(), payload["to_user"].as_str()), (Some("alice"), Some("bob")));
+
+    // Each sees their own tickets, newest first; the order lists every ticket issued under it.
+    let bobs = store.tickets_of_user(&bob, 10, None).await.unwrap();
+    let listed: Vec<_> = bobs.items.iter().map(|t| (t.id.clone(), t.status, t.revision)).collect();
+    assert_eq!((listed, bobs.next_cursor), (vec![(issued.id.clone(), TicketStatus::Scanned, 2)], None));
+    let alices = store.tickets_of_user(&alice, 10, None).await.unwrap().items;
+    assert_eq!(alices.len(), 2);
+    assert!(alices.iter().any(|t| t.id == given.id && t.status == TicketStatus::Transferred));
+    assert_eq!(store.order(&order.id).await.unwrap().tickets.len(), 3);
+
+    // Scanned, it stays; valid again (behind the store's back), bob passes it on: revision
+    // 3, and revision 2 joins the list.
+    let carol = user("carol");
+    let again = store
+        .transfer_ticket(transfer_of(&store.ticket(&issued.id).await.unwrap(), &bob, &carol, T0 + 30))
+        .await;
+    assert!(
+        matches!(again, Err(StoreError::TicketNotTransferable { status: TicketStatus::Scanned, .. })),
+        "{again:?}"
+    );
+    h.set_ticket_status(&issued.id, "valid").await;
+    let third = store.transfer_ticket(transfer_of(&issued, &bob, &carol, T0 + 40)).await.unwrap();
+    assert_eq!((third.revision, &third.user), (3, &carol));
+    let revoked = all_revocations(store, event.id, 1).await;
+    assert_eq!(
+        revoked.iter().map(|r| (r.ticket.clone(), r.revision)).collect::<Vec<_>>(),
+        vec![(given.id.clone(), 1), (issued.id.clone(), 2)]
+    );
+    assert!(revoked[0].seq < revoked[1].seq);
+    assert_eq!(store.revocations_after(event.id, revoked[1].seq, 10).await.unwrap(), vec![]);
+}
+
+on_every_backend!(a_transfer_reissues_the_ticket_and_revokes_the_old_revision);
+
+async fn transfers_of_tickets_not_valid_or_not_the_callers_change_nothing(h: &impl Harness) {
+    let store = h.store();
+    let (map, event) = venue_and_event(store).await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    let order = store.create_order(new_order(&event, &map, &alice, &[1, 2, 3, 4], T0)).await.unwrap();
+    let [t1, t2, t3, t4] = <[boxoffice_store::Ticket; 4]>::try_from(order.tickets.clone()).unwrap();
+
+    let theirs = store.transfer_ticket(transfer_of(&t1, &bob, &bob, T0)).await;
+    assert!(matches!(theirs, Err(StoreError::NotFound)), "not bob's: {theirs:?}");
+    let unknown = TicketTransfer { ticket: TicketId::random(), ..transfer_of(&t1, &alice, &bob, T0) };
+    assert!(matches!(store.transfer_ticket(unknown).await, Err(StoreError::NotFound)));
+    let skipped = TicketTransfer { new_revision: 3, ..transfer_of(&t1, &alice, &bob, T0) };
+    assert!(
+        matches!(store.transfer_ticket(skipped).await, Err(StoreError::Invalid(_))),
+        "revision 1 + 1 only"
+    );
+
+    store.scan_ticket(&t2.id, 1, T0).await.unwrap();
+    let refund = RefundRequest {
+        order: order.id.clone(),
+        tickets: Some(vec![t3.id.clone()]),
+        allow_scanned: false,
+        refund_id: "rf_t3".into(),
+        now: T0,
+    };
+    store.refund_tickets(refund).await.unwrap();
+    store.transfer_ticket(transfer_of(&t4, &alice, &bob, T0)).await.unwrap();
+    for (ticket, status) in
+        [(&t2, TicketStatus::Scanned), (&t3, TicketStatus::Voided), (&t4, TicketStatus::Transferred)]
+    {
+        match store.transfer_ticket(transfer_of(ticket, &alice, &bob, T0 + 1)).await {
+            Err(StoreError::TicketNotTransferable { ticket: id, status: found }) => {
+                assert_eq!((id, found), (ticket.id.clone(), status))
+            }
+            other => panic!("expected TicketNotTransferable, got {other:?}"),
+        }
+    }
+    let audit_head = store.audit_after(event.id, 0, 100).await.unwrap().len();
+    let before = store.order(&order.id).await.unwrap();
+
+    store
+        .update_event(
+            event.id,
+            EventUpdate { status: Some(EventStatus::Cancelled), ..EventUpdate::default() },
+        )
+        .await
+        .unwrap();
+    let cancelled = store.transfer_ticket(transfer_of(&t1, &alice, &bob, T0 + 2)).await;
+    assert!(matches!(cancelled, Err(StoreError::EventCancelled(id)) if id == event.id), "{cancelled:?}");
+
+    assert_eq!(store.order(&order.id).await.unwrap(), before, "refused transfers change nothing");
+    assert_eq!(store.audit_after(event.id, 0, 100).await.unwrap().len(), audit_head);
+    assert_eq!(store.tickets_of_user(&bob, 10, None).await.unwrap().items.len(), 1, "only t4's reissue");
+}
+
+on_every_backend!(transfers_of_tickets_not_valid_or_not_the_callers_change_nothing);
+
+async fn refunds_are_revoked_and_a_fan_refund_spares_tickets_given_away(h: &impl Harness) {
+    let store = h.store();
+    let (map, event) = venue_and_event(store).await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    let order = store.create_order(new_order(&event, &map, &alice, &[5, 6], T0)).await.unwrap();
+    let (given, kept) = (order.tickets[0].clone(), order.tickets[1].clone());
+    let bobs = store.transfer_ticket(transfer_of(&given, &alice, &bob, T0 + 1)).await.unwrap();
+    let request = |tickets: Option<Vec<TicketId>>, allow_scanned: bool, id: &str| RefundRequest {
+        order: order.id.clone(),
+        tickets,
+        allow_scanned,
+        refund_id: id.into(),
+        now: T0 + 5,
+    };
+
+    // The buyer refunding "everything" refunds what they still hold.
+    let refund = store.refund_tickets(request(None, false, "rf_fan")).await.unwrap().refund.expect("voided");
+    assert_eq!(refund.tickets, vec![kept.id.clone()]);
+    assert_eq!(store.ticket(&bobs.id).await.unwrap().status, TicketStatus::Valid, "bob keeps his ticket");
+    match store.refund_tickets(request(Some(vec![bobs.id.clone()]), false, "rf_fan_2")).await {
+        Err(StoreError::TicketTransferred(id)) => assert_eq!(id, bobs.id),
+        other => panic!("expected TicketTransferred, got {other:?}"),
+    }
+    assert_eq!(store.ticket(&bobs.id).await.unwrap().status, TicketStatus::Valid);
+    // An admin (or the event's cancellation) refunds it.
+    let admin = store.refund_tickets(request(None, true, "rf_admin")).await.unwrap().refund.expect("voided");
+    assert_eq!(admin.tickets, vec![bobs.id.clone()]);
+    assert!(matches!(store.scan_ticket(&bobs.id, 2, T0 + 6).await.unwrap(), ScanOutcome::Revoked(_)));
+
+    let revoked = all_revocations(store, event.id, 2).await;
+    let entries: Vec<_> = revoked.iter().map(|r| (r.ticket.clone(), r.revision, r.reason)).collect();
+    assert_eq!(
+        entries,
+        vec![
+            (given.id.clone(), 1, RevocationReason::Transferred),
+            (kept.id.clone(), 1, RevocationReason::Refunded),
+            (bobs.id.clone(), 2, RevocationReason::Refunded),
+        ]
+    );
+    // Each entry sits at its audit record: TICKET_TRANSFERRED or SEAT_REFUNDED of its seat.
+    let audit = store.audit_after(event.id, 0, 100).await.unwrap();
+    for r in &revoked {
+        let record = &audit.iter().find(|a| a.seq == r.seq).expect("an audit record at the same seq").record;
+        let kind = match r.reason {
+            RevocationReason::Transferred => AuditType::TicketTransferred,
+            RevocationReason::Refunded => AuditType::SeatRefunded,
+        };
+        let seat = if r.ticket == kept.id { 6 } else { 5 };
+        assert_eq!((record.kind, record.seat), (kind, seat), "{r:?}");
+    }
+    assert!(store.revocations_after(EventId(event.id.0 + 1000), 0, 10).await.unwrap().is_empty());
+}
+
+on_every_backend!(refunds_are_revoked_and_a_fan_refund_spares_tickets_given_away);
+
+async fn concurrent_transfers_of_one_ticket_have_one_winner(h: &impl Harness) {
+    let (map, event) = venue_and_event(h.store()).await;
+    let store = h.shared();
+    let alice = user("alice");
+    let order = store.create_order(new_order(&event, &map, &alice, &[9], T0)).await.unwrap();
+    let ticket = order.tickets[0].clone();
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..8 {
+        let (store, ticket, alice) = (store.clone(), ticket.clone(), alice.clone());
+        tasks.spawn(async move {
+            let to = user(&format!("friend{n}"));
+            store.transfer_ticket(transfer_of(&ticket, &alice, &to, T0 + 1)).await
+        });
+    }
+    let mut winners = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined.unwrap() {
+            Ok(issued) => winners.push(issued),
+            Err(StoreError::TicketNotTransferable { status: TicketStatus::Transferred, .. }) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    assert_eq!(store.sold_seats(event.id).await.unwrap(), vec![sold(9, &winners[0].user)]);
+    assert_eq!(all_revocations(&*store, event.id, 10).await.len(), 1);
+}
+
+on_every_backend!(concurrent_transfers_of_one_ticket_have_one_winner);
+
+async fn static_tickets_are_allowed_until_an_update_refuses_them<H: Harness>(h: H) {
+    let (_, event) = venue_and_event(h.store()).await;
+    assert!(event.static_tickets_allowed, "on by default");
+    let refuse = EventUpdate { static_tickets_allowed: Some(false), ..EventUpdate::default() };
+    assert!(!h.store().update_event(event.id, refuse).await.unwrap().static_tickets_allowed);
+    let renamed = EventUpdate { name: Some("Renamed".into()), ..EventUpdate::default() };
+    assert!(!h.store().update_event(event.id, renamed).await.unwrap().static_tickets_allowed, "kept");
+    let h = h.reopen().await;
+    assert!(!h.store().event(event.id).await.unwrap().static_tickets_allowed, "durable");
+    let allow = EventUpdate { static_tickets_allowed: Some(true), ..EventUpdate::default() };
+    assert!(h.store().update_event(event.id, allow).await.unwrap().static_tickets_allowed);
+}
+
+on_every_backend!(static_tickets_are_allowed_until_an_update_refuses_them, by_value);

@@ -1,11 +1,16 @@
--- hold: ARGV 4 nonce, 5 user, 6 ttl ms, 7 seat limit of the user, 8.. seats.
+-- hold: ARGV 4 nonce, 5 user, 6 ttl ms, 7 seat limit of the user, 8 k = number of seats,
+-- 9..8+k seats, then the orphan-seat rule's checks (none when the rule is off) as pairs
+-- `seat, beyond` (`SeatMap::strand_checks`, computed by the node from the event's
+-- immutable seat map, which knows rows and aisles): the hold strands `seat` when it is
+-- available and `beyond` is taken, or is -1 (a row end, an aisle or a seat of the hold).
 if not begin() then
   return err('UNKNOWN_EVENT')
 end
 local nonce, user = ARGV[4], ARGV[5]
 local ttl, limit = tonumber(ARGV[6]), tonumber(ARGV[7])
+local k = tonumber(ARGV[8])
 local seats = {}
-for i = 8, #ARGV do
+for i = 9, 8 + k do
   seats[#seats + 1] = tonumber(ARGV[i])
 end
 local current = tonumber(redis.call('HGET', K_USERS, user) or '0')
@@ -31,6 +36,17 @@ if #unavailable > 0 then
 end
 if #seats == 0 then
   return err('NOT_ENOUGH_SEATS')
+end
+local stranded = {}
+for i = 9 + k, #ARGV - 1, 2 do
+  local s, beyond = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+  if redis.call('GETBIT', K_BITS, bit_offset(s)) == 1
+    and (beyond < 0 or redis.call('GETBIT', K_BITS, bit_offset(beyond)) == 0) then
+    stranded[#stranded + 1] = s
+  end
+end
+if #stranded > 0 then
+  return err('ORPHAN_SEAT', stranded)
 end
 if redis.call('HEXISTS', K_HOLDS, nonce) == 1 then
   return err('HOLD_ID_TAKEN')

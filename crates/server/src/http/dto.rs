@@ -181,6 +181,11 @@ pub struct EventDetail {
     pub prices: BTreeMap<String, MoneyDto>,
     /// The event's waiting room.
     pub queue: QueueSettingsDto,
+    /// Door scanners accept the static (printable) QR payload; false: only the rotating one.
+    pub static_tickets_allowed: bool,
+    /// The orphan-seat rule: holds that would leave a single available seat alone in its
+    /// row are refused with `422 ORPHAN_SEAT` (see `POST /v1/events/{event_id}/holds`).
+    pub orphan_rule: bool,
 }
 
 impl From<&Event> for EventDetail {
@@ -192,6 +197,8 @@ impl From<&Event> for EventDetail {
             performers: e.performers.iter().map(Into::into).collect(),
             prices: e.prices.iter().map(|(t, m)| (t.clone(), (*m).into())).collect(),
             queue: e.queue.into(),
+            static_tickets_allowed: e.static_tickets_allowed,
+            orphan_rule: e.orphan_rule,
         }
     }
 }
@@ -254,6 +261,10 @@ pub struct EventPatchBody {
     pub onsale_at: Option<String>,
     pub starts_at: Option<String>,
     pub queue: Option<QueuePatchBody>,
+    /// Whether door scanners accept the static (printable) QR payload.
+    pub static_tickets_allowed: Option<bool>,
+    /// Turns the orphan-seat rule on or off for this event's holds.
+    pub orphan_rule: Option<bool>,
 }
 
 /// A proof-of-work challenge: find `nonce` such that SHA-256 of the UTF-8 bytes of
@@ -541,7 +552,9 @@ impl RefundDto {
 }
 
 /// The answer of a door scan: `valid` (now scanned), `already_scanned`, `voided` (refunded
-/// or transferred) or `invalid` (forged or unknown).
+/// or transferred), `invalid` (forged or unknown), `expired` (a rotating payload outside
+/// the clock tolerance) or `static_not_allowed` (a static payload at an event that refuses
+/// them).
 #[derive(Serialize, ToSchema)]
 pub struct VerifyDto {
     #[schema(example = "valid")]
@@ -654,6 +667,8 @@ pub struct EventBody {
     /// A price for every tier of the venue.
     pub prices: BTreeMap<String, MoneyDto>,
     pub description: Option<String>,
+    /// The orphan-seat rule for this event's holds; on when left out.
+    pub orphan_rule: Option<bool>,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -1,5 +1,5 @@
-//! The catalog: events (list, detail, seat geometry) and the admin routes that create
-//! venues, performers and events.
+//! The catalog: events (list, detail, seat geometry), venues (detail) and the admin routes
+//! that create venues, performers and events.
 
 use std::sync::Arc;
 
@@ -45,6 +45,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_event, update_event))
         .routes(routes!(get_seats))
         .routes(routes!(create_venue))
+        .routes(routes!(get_venue))
         .routes(routes!(create_performer))
 }
 
@@ -240,6 +241,8 @@ fn event_update(body: EventPatchBody) -> Result<EventUpdate, ApiError> {
             max_length,
             proof_of_work_bits: bits.map(|b| b as u8),
         },
+        static_tickets_allowed: body.static_tickets_allowed,
+        orphan_rule: body.orphan_rule,
     })
 }
 
@@ -357,6 +360,23 @@ async fn create_venue(
     Ok((StatusCode::CREATED, axum::Json(VenueDto::from(&venue))))
 }
 
+/// One venue: name, place, seat count and price tiers (best first), e.g. to price a new
+/// event at it. Cacheable for 60 s.
+#[utoipa::path(get, path = "/v1/venues/{venue_id}", tag = "catalog",
+    params(("venue_id" = String, Path, example = "ve_1")),
+    responses((status = 200, body = VenueDto), (status = 404, body = ErrorBody)))]
+async fn get_venue(
+    State(state): State<AppState>,
+    Path(venue_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_prefixed("ve_", &venue_id).ok_or_else(|| ApiError::not_found("venue"))?;
+    let venue = match state.store.venue(id).await {
+        Err(StoreError::NotFound) => return Err(ApiError::not_found("venue")),
+        other => other?,
+    };
+    Ok(([(header::CACHE_CONTROL, "public, max-age=60")], axum::Json(VenueDto::from(&venue))).into_response())
+}
+
 /// Creates a performer (admin).
 #[utoipa::path(post, path = "/v1/performers", tag = "admin", request_body = PerformerBody, security(("bearer" = [])),
     responses((status = 201, body = PerformerDto), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
@@ -380,8 +400,15 @@ async fn create_event(
     Admin(_admin): Admin,
     ApiJson(body): ApiJson<EventBody>,
 ) -> Result<(StatusCode, axum::Json<EventDetail>), ApiError> {
+    let orphan_rule = body.orphan_rule;
     let event = new_event(&state, body).await?;
-    let created = state.store.create_event(event).await?;
+    let mut created = state.store.create_event(event).await?;
+    if orphan_rule == Some(false) {
+        // The store creates events with the default settings (the rule on, the safe side
+        // should this step not happen); the change comes before the event takes holds.
+        let off = EventUpdate { orphan_rule: Some(false), ..EventUpdate::default() };
+        created = state.store.update_event(created.id, off).await?;
+    }
     crate::load_event(&state, created.id).await.map_err(|e| ApiError::internal(e.to_string()))?;
     Ok((StatusCode::CREATED, axum::Json(EventDetail::from(&created))))
 }

@@ -11,10 +11,17 @@
 //! twice. A request whose token does not verify passes on and is answered 401 by the
 //! handler.
 //!
-//! Limits are keyed governor limiters (GCRA, a few dozen bytes per key); a periodic
-//! `retain_recent()` ([`purge_step`]) forgets keys that are back to a full burst, so
-//! memory follows the active users, not every user ever seen. Refusals are `429
-//! RATE_LIMITED` with `Retry-After` in whole seconds (at least 1).
+//! Embedded, limits are keyed governor limiters (GCRA, a few dozen bytes per key); a
+//! periodic `retain_recent()` ([`purge_step`]) forgets keys that are back to a full
+//! burst, so memory follows the active users, not every user ever seen. In distributed
+//! mode the per-user and per-IP limits hold cluster-wide: each check is one GCRA script
+//! in Redis ([`SharedLimit`], one round trip, the Redis server's clock), keys
+//! `<prefix>rl:<scope>:<key>` expiring once back to a full burst. When Redis does not
+//! answer (an error, or no answer within [`SHARED_CHECK_TIMEOUT`]) a check falls back to
+//! this node's own limiter of the same rate, never to no limit and never to refusing
+//! everyone; Redis is tried again after [`SHARED_RETRY_AFTER`] and the shared limit
+//! resumes when it answers (`boxoffice_rate_limit_shared{scope}` says which is in force).
+//! Refusals are `429 RATE_LIMITED` with `Retry-After` in whole seconds (at least 1).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -23,9 +30,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, MatchedPath, Request};
 use axum::http::{HeaderMap, Method, StatusCode, header};
@@ -35,6 +42,9 @@ use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
+use parking_lot::Mutex;
+use redis::Script;
+use redis::aio::ConnectionManager;
 use tower::{Layer, Service};
 
 use crate::auth::Caller;
@@ -94,10 +104,137 @@ pub fn retry_after_seconds(wait: Duration) -> u64 {
     (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
+/// How long a shared check waits for Redis before this node's own limiter answers.
+pub const SHARED_CHECK_TIMEOUT: Duration = Duration::from_millis(100);
+/// After Redis failed to answer, checks stay on this node's limiter this long.
+pub const SHARED_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// One rate-limit check, GCRA: KEYS the limited key; ARGV the emission interval in
+/// microseconds (1 s / rate) and the burst. 0 when allowed, else the microseconds to
+/// wait. Time is the Redis server's, one clock for every node.
+const GCRA_SCRIPT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - burst * interval
+if allow_at > now then return allow_at - now end
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.max(1, math.ceil((new_tat - now) / 1000)))
+return 0
+";
+
+/// A rate limit of `n` per second with a burst of `n` shared by every node through
+/// Redis, with this node's own limit of the same rate while Redis does not answer.
+pub struct SharedLimit<K: Hash + Eq + Clone + std::fmt::Display> {
+    conn: ConnectionManager,
+    /// `<prefix>rl:<scope>:`
+    key_prefix: String,
+    scope: &'static str,
+    interval_us: u64,
+    burst: u32,
+    script: Script,
+    local: KeyedLimit<K>,
+    /// While set and in the future, checks use `local` without asking Redis.
+    retry_at: Mutex<Option<Instant>>,
+    degraded: AtomicBool,
+}
+
+impl<K: Hash + Eq + Clone + std::fmt::Display> SharedLimit<K> {
+    pub fn new(conn: ConnectionManager, prefix: &str, scope: &'static str, n: NonZeroU32) -> Self {
+        metrics::gauge!("boxoffice_rate_limit_shared", "scope" => scope).set(1.0);
+        SharedLimit {
+            conn,
+            key_prefix: format!("{prefix}rl:{scope}:"),
+            scope,
+            interval_us: (1_000_000 / u64::from(n.get())).max(1),
+            burst: n.get(),
+            script: Script::new(GCRA_SCRIPT),
+            local: KeyedLimit::per_second(n),
+            retry_at: Mutex::new(None),
+            degraded: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether checks are on this node's own limiter now (Redis did not answer).
+    pub fn is_degraded(&self) -> bool {
+        self.degraded.load(Ordering::Acquire)
+    }
+
+    /// Counts one request of `key` cluster-wide: `Err(seconds to wait)` over the limit.
+    pub async fn check(&self, key: &K) -> Result<(), u64> {
+        let skip = matches!(*self.retry_at.lock(), Some(at) if Instant::now() < at);
+        if !skip {
+            let mut invocation = self.script.prepare_invoke();
+            invocation.key(format!("{}{key}", self.key_prefix)).arg(self.interval_us).arg(self.burst);
+            let mut conn = self.conn.clone();
+            let answer =
+                tokio::time::timeout(SHARED_CHECK_TIMEOUT, invocation.invoke_async::<u64>(&mut conn)).await;
+            match answer {
+                Ok(Ok(wait_us)) => {
+                    self.recovered();
+                    return if wait_us == 0 {
+                        Ok(())
+                    } else {
+                        Err(retry_after_seconds(Duration::from_micros(wait_us)))
+                    };
+                }
+                Ok(Err(e)) => self.degrade(&e.to_string()),
+                Err(_) => self.degrade("no answer in time"),
+            }
+        }
+        metrics::counter!("boxoffice_rate_limit_local_checks_total", "scope" => self.scope).increment(1);
+        self.local.check(key)
+    }
+
+    fn degrade(&self, why: &str) {
+        *self.retry_at.lock() = Some(Instant::now() + SHARED_RETRY_AFTER);
+        if !self.degraded.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                scope = self.scope,
+                error = why,
+                "rate limit: Redis unreachable; this node limits alone"
+            );
+            metrics::gauge!("boxoffice_rate_limit_shared", "scope" => self.scope).set(0.0);
+        }
+    }
+
+    fn recovered(&self) {
+        if self.degraded.swap(false, Ordering::AcqRel) {
+            *self.retry_at.lock() = None;
+            tracing::info!(scope = self.scope, "rate limit: Redis is back; the limit is shared again");
+            metrics::gauge!("boxoffice_rate_limit_shared", "scope" => self.scope).set(1.0);
+        }
+    }
+}
+
+/// A limit of this node alone (embedded) or of every node (distributed).
+pub enum Limit<K: Hash + Eq + Clone + std::fmt::Display> {
+    Local(KeyedLimit<K>),
+    Shared(SharedLimit<K>),
+}
+
+impl<K: Hash + Eq + Clone + std::fmt::Display> Limit<K> {
+    pub async fn check(&self, key: &K) -> Result<(), u64> {
+        match self {
+            Limit::Local(limit) => limit.check(key),
+            Limit::Shared(limit) => limit.check(key).await,
+        }
+    }
+
+    fn purge(&self) {
+        match self {
+            Limit::Local(limit) => limit.purge(),
+            Limit::Shared(limit) => limit.local.purge(),
+        }
+    }
+}
+
 /// The limits of one server.
 pub struct Guard {
-    per_user: Option<KeyedLimit<UserId>>,
-    per_ip: Option<KeyedLimit<IpAddr>>,
+    per_user: Option<Limit<UserId>>,
+    per_ip: Option<Limit<IpAddr>>,
     inflight: Arc<AtomicUsize>,
     max_inflight: usize,
 }
@@ -111,10 +248,25 @@ impl Guard {
         metrics::gauge!("boxoffice_limit", "name" => "max_inflight_holds")
             .set(f64::from(config.max_inflight_holds));
         Guard {
-            per_user: NonZeroU32::new(config.rate_limit_per_user).map(KeyedLimit::per_second),
-            per_ip: NonZeroU32::new(config.rate_limit_per_ip).map(KeyedLimit::per_second),
+            per_user: NonZeroU32::new(config.rate_limit_per_user)
+                .map(|n| Limit::Local(KeyedLimit::per_second(n))),
+            per_ip: NonZeroU32::new(config.rate_limit_per_ip)
+                .map(|n| Limit::Local(KeyedLimit::per_second(n))),
             inflight: Arc::new(AtomicUsize::new(0)),
             max_inflight: config.max_inflight_holds as usize,
+        }
+    }
+
+    /// The limits of a node in distributed mode: per user and per IP shared by every
+    /// node through Redis (`conn`, keys under `--redis-key-prefix`).
+    pub fn shared(config: &Config, conn: ConnectionManager) -> Self {
+        let prefix = &config.redis_key_prefix;
+        Guard {
+            per_user: NonZeroU32::new(config.rate_limit_per_user)
+                .map(|n| Limit::Shared(SharedLimit::new(conn.clone(), prefix, "user", n))),
+            per_ip: NonZeroU32::new(config.rate_limit_per_ip)
+                .map(|n| Limit::Shared(SharedLimit::new(conn, prefix, "ip", n))),
+            ..Guard::new(config)
         }
     }
 
@@ -218,39 +370,43 @@ where
     }
 
     fn call(&mut self, mut request: Request) -> Self::Future {
-        let answer = |response: Response| -> Self::Future { Box::pin(std::future::ready(Ok(response))) };
-        let guard = &self.state.guard;
+        let state = self.state.clone();
+        // The clone that was polled ready serves this request.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
         let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str()).unwrap_or("");
         let hot = match (request.method() == Method::POST, route) {
             (true, HOLD_ROUTE) => Some("holds"),
             (true, CHECKOUT_ROUTE) => Some("checkout"),
             _ => None,
         };
-        if let Some(limit) = &guard.per_ip
-            && !IP_EXEMPT_ROUTES.contains(&route)
-            && let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>()
-            && let Err(wait) = limit.check(&peer.ip())
-        {
-            return answer(rate_limited("ip", wait));
-        }
-        let mut slot = None;
-        if let Some(route) = hot {
-            if let Some(limit) = &guard.per_user
-                && let Some(caller) = authenticate(&self.state, request.headers())
-            {
-                if let Err(wait) = limit.check(&caller.user) {
-                    return answer(rate_limited("user", wait));
-                }
-                request.extensions_mut().insert(caller);
-            }
-            match guard.enter() {
-                Some(entered) => slot = Some(entered),
-                None => return answer(shed(route)),
-            }
-        }
-        let future = self.inner.call(request);
+        let ip = (!IP_EXEMPT_ROUTES.contains(&route))
+            .then(|| request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
+            .flatten();
         Box::pin(async move {
-            let response = future.await;
+            let guard = &state.guard;
+            if let Some(limit) = &guard.per_ip
+                && let Some(ip) = ip
+                && let Err(wait) = limit.check(&ip).await
+            {
+                return Ok(rate_limited("ip", wait));
+            }
+            let mut slot = None;
+            if let Some(route) = hot {
+                if let Some(limit) = &guard.per_user
+                    && let Some(caller) = authenticate(&state, request.headers())
+                {
+                    if let Err(wait) = limit.check(&caller.user).await {
+                        return Ok(rate_limited("user", wait));
+                    }
+                    request.extensions_mut().insert(caller);
+                }
+                match guard.enter() {
+                    Some(entered) => slot = Some(entered),
+                    None => return Ok(shed(route)),
+                }
+            }
+            let response = inner.call(request).await;
             drop(slot);
             response
         })

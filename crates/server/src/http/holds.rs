@@ -30,6 +30,19 @@ fn now_ms() -> u64 {
 }
 
 /// Holds seats for 10 minutes (all or nothing).
+///
+/// The orphan-seat rule (per event, `orphan_rule`, on by default): a hold is refused with
+/// `422 ORPHAN_SEAT` when it would leave an available seat alone in its row, that is with
+/// both row neighbours taken (held or sold) once the hold is made. A seat's neighbours
+/// are the seats numbered one less and one more in its row; a row end, or a number the
+/// row lacks (an aisle or gap), counts as taken. A seat that was already alone before the
+/// hold is not the hold's doing and never refuses it; a hold that takes such a seat, or
+/// fills a gap exactly, is fine. The answer names the seats that would be left alone:
+/// `seat` (the first) and `seats` (all, in seat order). Best available never picks such
+/// seats (a run of adjacent seats in one row leaving none or at least two seats of its
+/// stretch; failing that, the nearest seats of a section taken whole stretch by stretch),
+/// and answers `409 NOT_ENOUGH_SEATS` when it cannot. The check is made atomically with
+/// the hold, after `409 SEATS_UNAVAILABLE`.
 #[utoipa::path(post, path = "/v1/events/{event_id}/holds", tag = "holds", request_body = HoldBody,
     params(("event_id" = String, Path), ("Idempotency-Key" = Option<String>, Header),
         ("Admission-Token" = Option<String>, Header, description = "required when the event's queue is on")),
@@ -39,7 +52,8 @@ fn now_ms() -> u64 {
         (status = 403, description = "NOT_ADMITTED: the queue is on and no valid admission token came", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 409, description = "SEATS_UNAVAILABLE (with `seats`), NOT_ON_SALE, NOT_ENOUGH_SEATS", body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 422, description = "HOLD_LIMIT", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 422, description = "HOLD_LIMIT; ORPHAN_SEAT (with `seat` and `seats`: the seats the hold would leave alone)", body = ErrorBody),
         (status = 429, description = "RATE_LIMITED (Retry-After)", body = ErrorBody),
         (status = 503, description = "OVERLOADED (Retry-After)", body = ErrorBody)))]
 async fn create_hold(
@@ -176,6 +190,7 @@ async fn hold(
         selection,
         ttl_ms: state.limits.hold_ttl_ms,
         max_seats_per_user: state.limits.max_seats_per_user_per_event,
+        orphan_rule: entry.event.orphan_rule,
     };
     // Distributed mode: the event may have been made on another node, and this node's
     // catalog follower may not have loaded it yet.
@@ -201,6 +216,12 @@ async fn hold(
             metrics::counter!("boxoffice_holds_total", "result" => "conflict").increment(1);
             let labels: Vec<String> = seats.iter().map(|&i| entry.map.label(i)).collect();
             Err(ApiError::conflict("SEATS_UNAVAILABLE", "some seats are not available").with("seats", labels))
+        }
+        Err(InventoryError::OrphanSeat(seats)) => {
+            metrics::counter!("boxoffice_holds_total", "result" => "orphan_seat").increment(1);
+            let labels: Vec<String> = seats.iter().map(|&i| entry.map.label(i)).collect();
+            let first = labels.first().cloned().unwrap_or_default();
+            Err(ApiError::from(InventoryError::OrphanSeat(seats)).with("seat", first).with("seats", labels))
         }
         Err(e) => {
             metrics::counter!("boxoffice_holds_total", "result" => "refused").increment(1);

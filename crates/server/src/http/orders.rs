@@ -128,7 +128,8 @@ async fn my_orders(
     security(("bearer" = [])),
     responses((status = 200, body = RefundDto),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, description = "TICKET_SCANNED: only an admin refunds a scanned ticket", body = ErrorBody),
+        (status = 403, description = "TICKET_SCANNED: only an admin refunds a scanned ticket; \
+            TICKET_TRANSFERRED: nor one transferred to another user", body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 async fn refund_order(
     State(state): State<AppState>,

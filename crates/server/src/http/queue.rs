@@ -97,7 +97,7 @@ fn entry_dto(state: &AppState, event: EventId, view: &EntryView) -> QueueEntryDt
     params(("event_id" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = ChallengeDto), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "NOT_ON_SALE, QUEUE_DISABLED", body = ErrorBody),
-        (status = 503, description = "OVERLOADED: too many challenges outstanding", body = ErrorBody)))]
+        (status = 503, description = "OVERLOADED: too many challenges outstanding; QUEUE_UNAVAILABLE", body = ErrorBody)))]
 async fn challenge(
     State(state): State<AppState>,
     caller: Arc<Caller>,
@@ -138,7 +138,7 @@ async fn check_pow(
     if !pow::verify(&pow.challenge, &pow.nonce, bits) {
         return Err(refuse("POW_INVALID", "the nonce does not solve the challenge"));
     }
-    if !state.waiting_room.take_challenge(event, user, &pow.challenge, now).await {
+    if !state.waiting_room.take_challenge(event, user, &pow.challenge, now).await? {
         return Err(refuse("POW_INVALID", "the challenge is unknown, used already, expired or not yours"));
     }
     Ok(())
@@ -155,7 +155,7 @@ async fn check_pow(
         (status = 404, body = ErrorBody),
         (status = 409, description = "NOT_ON_SALE, QUEUE_DISABLED", body = ErrorBody),
         (status = 429, description = "RATE_LIMITED", body = ErrorBody),
-        (status = 503, description = "QUEUE_FULL (Retry-After)", body = ErrorBody)))]
+        (status = 503, description = "QUEUE_FULL, QUEUE_UNAVAILABLE (Retry-After)", body = ErrorBody)))]
 async fn join(
     State(state): State<AppState>,
     caller: Arc<Caller>,
@@ -170,7 +170,7 @@ async fn join(
     let policy = Policy::of(&entry.event);
     let bits = entry.event.queue.proof_of_work_bits;
     // A member joining again gets their entry without paying again.
-    if bits > 0 && state.waiting_room.entry_of(event, &caller.user, &policy, now).await.is_none() {
+    if bits > 0 && state.waiting_room.entry_of(event, &caller.user, &policy, now).await?.is_none() {
         check_pow(&state, event, &caller.user, body.pow, bits, now).await?;
     }
     let view = state.waiting_room.join(event, &caller.user, &policy, now).await?;
@@ -194,7 +194,8 @@ async fn entry_path(
 /// admission token.
 #[utoipa::path(get, path = "/v1/events/{event_id}/queue/{queue_id}", tag = "queue",
     params(("event_id" = String, Path), ("queue_id" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = QueueEntryDto), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = QueueEntryDto), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 503, description = "QUEUE_UNAVAILABLE: the shared waiting room did not answer (Retry-After)", body = ErrorBody)))]
 async fn get_entry(
     State(state): State<AppState>,
     caller: Arc<Caller>,
@@ -219,7 +220,7 @@ async fn get_entry(
         (status = 200, description = "SSE stream of `position`, then `admitted` or `expired`", content_type = "text/event-stream"),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 429, description = "too many streams from this address", body = ErrorBody),
-        (status = 503, description = "the server follows its maximum of streams", body = ErrorBody)))]
+        (status = 503, description = "the server follows its maximum of streams; QUEUE_UNAVAILABLE", body = ErrorBody)))]
 async fn entry_stream(
     State(state): State<AppState>,
     caller: Arc<Caller>,

@@ -61,6 +61,7 @@ const INDEX_HTML: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../.
 /// Every asset the page may ask for; a new file in `web/` is served once it is listed here.
 const SOURCES: &[Source] = &[
     web_file!("app.js", "text/javascript; charset=utf-8"),
+    web_file!("admin.js", "text/javascript; charset=utf-8"),
     web_file!("api.js", "text/javascript; charset=utf-8"),
     web_file!("seatmap.js", "text/javascript; charset=utf-8"),
     web_file!("pow.js", "text/javascript; charset=utf-8"),

@@ -450,6 +450,13 @@ impl MemoryWaitingRoom {
     fn existing(&self, event: EventId) -> Option<Arc<Mutex<EventQueue>>> {
         self.queues.read().get(&event).cloned()
     }
+
+    /// Checks the invariants of every event's queue; for tests.
+    pub fn check_invariants(&self) {
+        for queue in self.queues.read().values() {
+            queue.lock().check_invariants();
+        }
+    }
 }
 
 #[async_trait]
@@ -470,8 +477,8 @@ impl WaitingRoom for MemoryWaitingRoom {
         user: &UserId,
         policy: &Policy,
         now: UnixMs,
-    ) -> Option<EntryView> {
-        self.existing(event)?.lock().entry_of(user, policy, now)
+    ) -> Result<Option<EntryView>, QueueError> {
+        Ok(self.existing(event).and_then(|queue| queue.lock().entry_of(user, policy, now)))
     }
 
     async fn view(
@@ -520,21 +527,27 @@ impl WaitingRoom for MemoryWaitingRoom {
         Ok(Challenge { challenge: hex::encode(bytes), expires_ms })
     }
 
-    async fn take_challenge(&self, event: EventId, user: &UserId, challenge: &str, now: UnixMs) -> bool {
+    async fn take_challenge(
+        &self,
+        event: EventId,
+        user: &UserId,
+        challenge: &str,
+        now: UnixMs,
+    ) -> Result<bool, QueueError> {
         let mut given = [0u8; 16];
         if hex::decode_to_slice(challenge, &mut given).is_err() {
-            return false;
+            return Ok(false);
         }
         let mut challenges = self.challenges.lock();
         let key = (event, user.clone());
-        match challenges.get(&key) {
+        Ok(match challenges.get(&key) {
             Some((bytes, expires)) if *bytes == given => {
                 let fresh = *expires > now;
                 challenges.remove(&key);
                 fresh
             }
             _ => false,
-        }
+        })
     }
 
     async fn purge(&self, now: UnixMs) {
@@ -555,6 +568,9 @@ impl WaitingRoom for MemoryWaitingRoom {
 
 #[cfg(test)]
 mod tests {
+    //! The backend-neutral behaviour (shuffle, positions, expiry, admission, challenges)
+    //! is the waiting-room suite in `tests/api/waiting_room.rs`, run on this backend and
+    //! on Redis; here what only the embedded queue has.
     use super::*;
 
     const ONSALE: UnixMs = 1_800_000_000_000;
@@ -574,252 +590,6 @@ mod tests {
 
     fn queue(seed: u64) -> EventQueue {
         EventQueue::new(StdRng::seed_from_u64(seed), ONSALE - 60_000)
-    }
-
-    /// Joins users `0..n` before the onsale, opens the line, and returns the user at each
-    /// position, front first.
-    fn shuffled_order(seed: u64, n: usize) -> Vec<usize> {
-        let p = policy(1);
-        let mut q = queue(seed);
-        let ids: Vec<QueueId> = (0..n).map(|i| q.join(&user(i), &p, ONSALE - 1_000).unwrap().id).collect();
-        q.tick(&p, ONSALE);
-        let mut order = vec![usize::MAX; n];
-        for (i, id) in ids.iter().enumerate() {
-            let view = q.view(*id, &user(i), &p, ONSALE).unwrap();
-            order[view.position.unwrap() as usize - 1] = i;
-        }
-        order
-    }
-
-    #[test]
-    fn the_prequeue_shuffle_puts_each_fan_at_each_position_equally_often() {
-        // Chi-square of the (fan, position) table over 20,000 shuffles of 5 fans: 16
-        // degrees of freedom, so 39.25 is the 0.1% critical value. The seeds are fixed,
-        // so this passes or fails the same way every run.
-        let (n, trials) = (5, 20_000);
-        let mut counts = vec![vec![0u32; n]; n];
-        for trial in 0..trials {
-            for (position, fan) in shuffled_order(trial, n).into_iter().enumerate() {
-                counts[fan][position] += 1;
-            }
-        }
-        let expected = f64::from(trials as u32) / n as f64;
-        let chi_square: f64 =
-            counts.iter().flatten().map(|&c| (f64::from(c) - expected).powi(2) / expected).sum();
-        assert!(chi_square < 39.25, "chi-square {chi_square:.1} over {counts:?}");
-    }
-
-    #[test]
-    fn the_prequeue_shuffle_makes_every_order_equally_likely() {
-        // 24 orders of 4 fans, 24,000 shuffles: 23 degrees of freedom, 0.1% critical
-        // value 49.73.
-        let trials = 24_000u32;
-        let mut counts: HashMap<Vec<usize>, u32> = HashMap::new();
-        for trial in 0..u64::from(trials) {
-            *counts.entry(shuffled_order(1_000_000 + trial, 4)).or_default() += 1;
-        }
-        assert_eq!(counts.len(), 24, "every order happens");
-        let expected = f64::from(trials) / 24.0;
-        let chi_square: f64 = counts.values().map(|&c| (f64::from(c) - expected).powi(2) / expected).sum();
-        assert!(chi_square < 49.73, "chi-square {chi_square:.1} over {counts:?}");
-    }
-
-    #[test]
-    fn prequeue_entries_have_no_position_until_the_onsale() {
-        let p = policy(10);
-        let mut q = queue(1);
-        let view = q.join(&user(1), &p, ONSALE - 40_000).unwrap();
-        assert_eq!(view.phase, Phase::Prequeue);
-        assert_eq!((view.position, view.eta_seconds), (None, None));
-        assert_eq!(view.poll_after_seconds, Some(MAX_POLL_SECONDS), "40 s early: the longest interval");
-        let close = q.view(view.id, &user(1), &p, ONSALE - 2_000).unwrap();
-        assert_eq!(close.poll_after_seconds, Some(PREQUEUE_MIN_POLL_SECONDS));
-        let open = q.view(view.id, &user(1), &p, ONSALE).unwrap();
-        assert_eq!((open.phase, open.position, open.eta_seconds), (Phase::Waiting, Some(1), Some(1)));
-        q.check_invariants();
-    }
-
-    #[test]
-    fn joins_after_the_onsale_line_up_fifo_behind_the_shuffled_prequeue() {
-        let p = policy(1);
-        let mut q = queue(9);
-        let early: Vec<QueueId> = (0..5).map(|i| q.join(&user(i), &p, ONSALE - 5_000).unwrap().id).collect();
-        let late: Vec<EntryView> = (5..10).map(|i| q.join(&user(i), &p, ONSALE + 10).unwrap()).collect();
-        for (k, view) in late.iter().enumerate() {
-            assert_eq!(view.position, Some(6 + k as u64), "behind all five of the pre-queue, in join order");
-        }
-        let mut admitted = Vec::new();
-        for second in 1..=10 {
-            let now = ONSALE + 10 + second * 1_000;
-            assert_eq!(q.tick(&p, now).admitted, 1, "one a second");
-            for (i, id) in early.iter().chain(late.iter().map(|v| &v.id)).enumerate() {
-                if q.view(*id, &user(i), &p, now).unwrap().phase == Phase::Admitted && !admitted.contains(&i)
-                {
-                    admitted.push(i);
-                }
-            }
-            q.check_invariants();
-        }
-        assert!(admitted[..5].iter().all(|&i| i < 5), "the pre-queue first: {admitted:?}");
-        assert_eq!(admitted[5..], [5, 6, 7, 8, 9], "then the later joins in order");
-    }
-
-    #[test]
-    fn positions_are_exact_and_close_up_when_someone_ahead_expires() {
-        let p = policy(100);
-        let mut q = queue(2);
-        let t = ONSALE + 1_000;
-        let views: Vec<EntryView> = (0..5).map(|i| q.join(&user(i), &p, t).unwrap()).collect();
-        assert_eq!(views.iter().map(|v| v.position.unwrap()).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
-        assert_eq!(views[4].eta_seconds, Some(1), "5 at 100/s: within the first second");
-        // Everyone but fan 1 keeps polling; fan 1 misses three advised intervals.
-        let advised = views[1].poll_after_seconds.unwrap() * 1000;
-        let mut now = t;
-        while now <= t + HEARTBEAT_MISSES * advised {
-            now += 500;
-            for i in [0, 2, 3, 4] {
-                q.view(views[i].id, &user(i), &p, now).unwrap();
-            }
-            // Joins and polls only: the bucket is kept empty by ticking at the same time.
-            q.refilled_ms = now;
-        }
-        q.tick(&p, now);
-        let fan1 = q.view(views[1].id, &user(1), &p, now).unwrap();
-        assert_eq!(fan1.phase, Phase::Expired);
-        let positions: Vec<Option<u64>> =
-            [0, 2, 3, 4].iter().map(|&i| q.view(views[i].id, &user(i), &p, now).unwrap().position).collect();
-        assert_eq!(positions, [Some(1), Some(2), Some(3), Some(4)], "everyone behind fan 1 moved up");
-        assert_eq!(q.length(), 4);
-        q.check_invariants();
-    }
-
-    #[test]
-    fn joining_again_returns_the_same_entry_and_after_expiry_a_new_one_at_the_back() {
-        let p = policy(1);
-        let mut q = queue(3);
-        let t = ONSALE + 1;
-        let first = q.join(&user(1), &p, t).unwrap();
-        q.join(&user(2), &p, t).unwrap();
-        let again = q.join(&user(1), &p, t + 10).unwrap();
-        assert_eq!((again.id, again.position), (first.id, Some(1)), "one entry per user");
-        assert_eq!(q.length(), 2);
-        // Fan 1 stops polling; fan 2 polls. Fan 1's entry expires and a new join lines up
-        // behind fan 2.
-        let later = t + 10 + HEARTBEAT_MISSES * first.poll_after_seconds.unwrap() * 1000 + 1;
-        q.view(q.by_user[&user(2)], &user(2), &p, later - 1_000).unwrap();
-        q.refilled_ms = later;
-        q.tick(&p, later);
-        let back = q.join(&user(1), &p, later).unwrap();
-        assert_ne!(back.id, first.id);
-        assert_eq!(back.position, Some(2));
-        assert_eq!(
-            q.view(first.id, &user(1), &p, later).unwrap().phase,
-            Phase::Expired,
-            "the old one reads expired"
-        );
-        q.check_invariants();
-    }
-
-    #[test]
-    fn admission_drains_at_the_rate_and_the_eta_holds_within_ten_percent() {
-        let rate = 50;
-        let p = policy(rate);
-        let mut q = queue(4);
-        let t = ONSALE;
-        let n = 1_000;
-        let views: Vec<EntryView> = (0..n).map(|i| q.join(&user(i), &p, t).unwrap()).collect();
-        assert_eq!(views[n - 1].eta_seconds, Some(20), "1000 at 50/s");
-        let mut admitted_at: Vec<Option<UnixMs>> = vec![None; n];
-        let mut admitted = 0;
-        let mut now = t;
-        while admitted < n as u64 {
-            now += 100;
-            let report = q.tick(&p, now);
-            assert!(report.admitted <= 5, "never more than a tick's worth: {report:?}");
-            admitted += report.admitted;
-            for (i, view) in views.iter().enumerate() {
-                if admitted_at[i].is_none() {
-                    let v = q.view(view.id, &user(i), &p, now).unwrap();
-                    if v.phase == Phase::Admitted {
-                        admitted_at[i] = Some(now);
-                    }
-                }
-            }
-        }
-        assert_eq!(now - t, 20_000, "1000 at 50/s take 20 s");
-        for i in [99, 499, 999] {
-            let eta_ms = views[i].eta_seconds.unwrap() * 1000;
-            let took = admitted_at[i].unwrap() - t;
-            assert!(
-                took.abs_diff(eta_ms) * 10 <= eta_ms,
-                "fan {i}: eta {eta_ms} ms, admitted after {took} ms"
-            );
-        }
-        q.check_invariants();
-    }
-
-    #[test]
-    fn admission_does_not_save_up_while_nobody_waits() {
-        let p = policy(10);
-        let mut q = queue(5);
-        q.tick(&p, ONSALE);
-        q.tick(&p, ONSALE + 60_000);
-        let view = q.join(&user(1), &p, ONSALE + 60_000).unwrap();
-        assert_eq!(q.tick(&p, ONSALE + 60_000).admitted, 0, "an idle minute earned nothing");
-        assert_eq!(q.tick(&p, ONSALE + 60_100).admitted, 1, "a tenth of a second at 10/s earns one");
-        assert_eq!(q.view(view.id, &user(1), &p, ONSALE + 60_100).unwrap().phase, Phase::Admitted);
-    }
-
-    #[test]
-    fn an_admission_ends_after_the_token_ttl_and_the_fan_may_join_again() {
-        let p = policy(10);
-        let mut q = queue(6);
-        let view = q.join(&user(1), &p, ONSALE).unwrap();
-        q.tick(&p, ONSALE + 100);
-        let admitted = q.view(view.id, &user(1), &p, ONSALE + 100).unwrap();
-        assert_eq!(admitted.phase, Phase::Admitted);
-        assert_eq!(admitted.admitted_until, Some(ONSALE + 100 + p.token_ttl_ms));
-        assert_eq!(q.join(&user(1), &p, ONSALE + 200).unwrap().id, view.id, "still admitted: the same entry");
-        let end = ONSALE + 100 + p.token_ttl_ms;
-        q.tick(&p, end);
-        assert_eq!(q.view(view.id, &user(1), &p, end).unwrap().phase, Phase::Expired);
-        let again = q.join(&user(1), &p, end).unwrap();
-        assert_ne!(again.id, view.id);
-        assert_eq!(again.phase, Phase::Waiting);
-        // The expired entry is forgotten after its retention.
-        q.view(again.id, &user(1), &p, end + EXPIRED_RETENTION_MS).unwrap();
-        q.tick(&p, end + EXPIRED_RETENTION_MS + 1_000);
-        assert_eq!(
-            q.view(view.id, &user(1), &p, end + EXPIRED_RETENTION_MS + 1_000),
-            Err(QueueError::UnknownEntry)
-        );
-        q.check_invariants();
-    }
-
-    #[test]
-    fn a_full_queue_refuses_new_joins_but_not_its_members() {
-        let p = Policy { max_length: 3, ..policy(1) };
-        let mut q = queue(7);
-        for i in 0..2 {
-            q.join(&user(i), &p, ONSALE - 1_000).unwrap();
-        }
-        q.join(&user(2), &p, ONSALE + 1).unwrap();
-        assert_eq!(q.join(&user(3), &p, ONSALE + 2), Err(QueueError::Full { max_length: 3 }));
-        assert!(q.join(&user(0), &p, ONSALE + 3).is_ok(), "a member joining again is no new entry");
-        q.tick(&p, ONSALE + 1_003);
-        assert!(q.join(&user(3), &p, ONSALE + 1_003).is_ok(), "an admission made room");
-    }
-
-    #[test]
-    fn only_the_owner_polling_keeps_an_entry_alive() {
-        let p = policy(1);
-        let mut q = queue(8);
-        let view = q.join(&user(1), &p, ONSALE).unwrap();
-        let deadline = ONSALE + HEARTBEAT_MISSES * view.poll_after_seconds.unwrap() * 1000;
-        q.view(view.id, &user(99), &p, deadline - 1).unwrap();
-        q.refilled_ms = deadline;
-        q.tick(&p, deadline);
-        assert_eq!(q.view(view.id, &user(1), &p, deadline).unwrap().phase, Phase::Expired);
     }
 
     #[test]
@@ -844,60 +614,5 @@ mod tests {
             q.line.len()
         );
         q.check_invariants();
-    }
-
-    #[tokio::test]
-    async fn a_challenge_is_single_use_bound_to_its_user_and_event_and_expires() {
-        let room = MemoryWaitingRoom::new();
-        let (ev, other_ev) = (EventId(1), EventId(2));
-        let c = room.issue_challenge(ev, &user(1), ONSALE).await.unwrap();
-        assert_eq!(c.expires_ms, ONSALE + CHALLENGE_TTL_MS);
-        assert!(!room.take_challenge(ev, &user(2), &c.challenge, ONSALE).await, "another user");
-        assert!(!room.take_challenge(other_ev, &user(1), &c.challenge, ONSALE).await, "another event");
-        assert!(
-            !room.take_challenge(ev, &user(1), "00112233445566778899aabbccddeeff", ONSALE).await,
-            "another challenge"
-        );
-        assert!(!room.take_challenge(ev, &user(1), "not hex", ONSALE).await);
-        assert!(room.take_challenge(ev, &user(1), &c.challenge, ONSALE).await);
-        assert!(!room.take_challenge(ev, &user(1), &c.challenge, ONSALE).await, "used once");
-
-        let late = room.issue_challenge(ev, &user(1), ONSALE).await.unwrap();
-        assert!(!room.take_challenge(ev, &user(1), &late.challenge, late.expires_ms).await, "expired");
-        let first = room.issue_challenge(ev, &user(1), ONSALE).await.unwrap();
-        let second = room.issue_challenge(ev, &user(1), ONSALE).await.unwrap();
-        assert!(
-            !room.take_challenge(ev, &user(1), &first.challenge, ONSALE).await,
-            "replaced by a newer one"
-        );
-        assert!(room.take_challenge(ev, &user(1), &second.challenge, ONSALE).await);
-    }
-
-    #[tokio::test]
-    async fn outstanding_challenges_are_bounded() {
-        let room = MemoryWaitingRoom::new().with_max_challenges(2);
-        room.issue_challenge(EventId(1), &user(1), ONSALE).await.unwrap();
-        room.issue_challenge(EventId(1), &user(2), ONSALE).await.unwrap();
-        assert_eq!(room.issue_challenge(EventId(1), &user(3), ONSALE).await, Err(QueueError::ChallengesFull));
-        assert!(room.issue_challenge(EventId(1), &user(1), ONSALE).await.is_ok(), "a user's own replaces");
-        let later = ONSALE + CHALLENGE_TTL_MS;
-        assert!(room.issue_challenge(EventId(1), &user(3), later).await.is_ok(), "expired ones make room");
-    }
-
-    #[tokio::test]
-    async fn the_room_keeps_one_queue_per_event() {
-        let room = MemoryWaitingRoom::with_seed(1);
-        let p = policy(1);
-        let a = room.join(EventId(1), &user(1), &p, ONSALE).await.unwrap();
-        let b = room.join(EventId(2), &user(1), &p, ONSALE).await.unwrap();
-        assert_ne!(a.id, b.id);
-        assert_eq!((a.position, b.position), (Some(1), Some(1)));
-        assert_eq!(room.view(EventId(2), a.id, &user(1), &p, ONSALE).await, Err(QueueError::UnknownEntry));
-        assert_eq!(room.view(EventId(3), a.id, &user(1), &p, ONSALE).await, Err(QueueError::UnknownEntry));
-        let mut events = room.events().await;
-        events.sort();
-        assert_eq!(events, [EventId(1), EventId(2)]);
-        assert_eq!(room.length(EventId(1)).await, 1);
-        assert_eq!(room.tick(EventId(9), &p, ONSALE).await, TickReport::default());
     }
 }

@@ -10,14 +10,15 @@
 //! work ([`pow`]).
 //!
 //! The queue lives behind the [`WaitingRoom`] trait: [`memory`] is the embedded backend,
-//! kept in this process only (what a restart loses is in ARCHITECTURE.md); a Redis
-//! sorted-set backend can implement the same trait for distributed mode. Every method
-//! takes the time and the event's [`Policy`], so the backends keep no clock and no
-//! catalog of their own.
+//! kept in this process only (what a restart loses is in ARCHITECTURE.md); [`redis`] is
+//! the distributed-mode backend, one queue per event shared by every node, drained by
+//! the one node holding the event's lease. Every method takes the time and the event's
+//! [`Policy`], so the backends keep no clock and no catalog of their own.
 
 pub mod memory;
 pub mod order;
 pub mod pow;
+pub mod redis;
 pub mod token;
 
 use async_trait::async_trait;
@@ -26,6 +27,7 @@ use boxoffice_core::{EventId, UnixMs, UserId};
 use boxoffice_store::Event;
 
 pub use memory::MemoryWaitingRoom;
+pub use redis::RedisWaitingRoom;
 
 use crate::AppState;
 use crate::catalog::EventEntry;
@@ -122,6 +124,9 @@ pub enum QueueError {
     UnknownEntry,
     #[error("too many proof-of-work challenges are outstanding")]
     ChallengesFull,
+    /// The shared backend did not answer.
+    #[error("the waiting room is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl From<QueueError> for ApiError {
@@ -135,6 +140,11 @@ impl From<QueueError> for ApiError {
             QueueError::UnknownEntry => ApiError::not_found("queue entry"),
             QueueError::ChallengesFull => {
                 ApiError::unavailable("OVERLOADED", "too many challenges are outstanding; retry shortly")
+            }
+            QueueError::Unavailable(why) => {
+                tracing::warn!(error = %why, "waiting room backend unavailable");
+                ApiError::unavailable("QUEUE_UNAVAILABLE", "the waiting room is unavailable; retry shortly")
+                    .retry_after(1)
             }
         }
     }
@@ -177,7 +187,7 @@ pub trait WaitingRoom: Send + Sync + 'static {
         user: &UserId,
         policy: &Policy,
         now: UnixMs,
-    ) -> Option<EntryView>;
+    ) -> Result<Option<EntryView>, QueueError>;
     /// An entry by id; when `caller` owns it, this is also its heartbeat.
     async fn view(
         &self,
@@ -202,7 +212,13 @@ pub trait WaitingRoom: Send + Sync + 'static {
         now: UnixMs,
     ) -> Result<Challenge, QueueError>;
     /// Takes the user's challenge if it is `challenge` and unexpired: each is used once.
-    async fn take_challenge(&self, event: EventId, user: &UserId, challenge: &str, now: UnixMs) -> bool;
+    async fn take_challenge(
+        &self,
+        event: EventId,
+        user: &UserId,
+        challenge: &str,
+        now: UnixMs,
+    ) -> Result<bool, QueueError>;
     /// Forgets expired challenges.
     async fn purge(&self, now: UnixMs);
 }

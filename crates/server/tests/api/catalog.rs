@@ -323,6 +323,29 @@ async fn venue_from_sections_gets_a_seat_count_and_its_events_copy_the_layout() 
 }
 
 #[tokio::test]
+async fn a_venue_reads_back_with_its_tiers_and_unknown_venues_are_404() {
+    let app = spawn().await;
+    let admin = app.admin().await;
+    let venue_id = app.venue(&admin, "Oslo", one_section()).await;
+    // Public, like the event pages that show it; cacheable briefly.
+    let r = send_raw(app.client.get(app.url(&format!("/v1/venues/{venue_id}")))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("cache-control"), Some("public, max-age=60"));
+    let venue = r.json();
+    assert_eq!(venue["id"], venue_id.as_str());
+    assert_eq!(venue["name"], "Hall");
+    assert_eq!(venue["city"], "Oslo");
+    assert_eq!(venue["seat_count"], 10);
+    assert_eq!(venue["tiers"], json!(["premium", "standard"]));
+    for missing in ["ve_999999", "ve_x", "1", "ev_1"] {
+        let (status, body) = app.get(&format!("/v1/venues/{missing}"), None).await;
+        assert_error(status, &body, 404, "NOT_FOUND");
+    }
+    let (_, doc) = app.get("/openapi.json", None).await;
+    assert!(doc["paths"]["/v1/venues/{venue_id}"]["get"].is_object());
+}
+
+#[tokio::test]
 async fn venue_from_explicit_seats_keeps_their_positions_and_order() {
     let app = spawn().await;
     let admin = app.admin().await;

@@ -275,7 +275,13 @@ async fn openapi_lists_exactly_the_routes_the_server_serves() {
         "/v1/tickets/{ticket_id}/qr.svg",
         "/v1/tickets/{ticket_id}/qr.png",
         "/v1/tickets/verify",
+        "/v1/tickets/public-key",
+        "/v1/tickets/{ticket_id}/live",
+        "/v1/tickets/{ticket_id}/transfer",
+        "/v1/me/tickets",
+        "/v1/events/{event_id}/revocations",
         "/v1/venues",
+        "/v1/venues/{venue_id}",
         "/v1/performers",
         "/v1/search",
         "/v1/auth/token",
@@ -302,7 +308,8 @@ async fn openapi_lists_exactly_the_routes_the_server_serves() {
                 .replace("{event_id}", "ev_1")
                 .replace("{hold_id}", "ho_1_00000000000000000000000000000000")
                 .replace("{order_id}", "or_00000000000000000000000000")
-                .replace("{ticket_id}", "tk_00000000000000000000000000");
+                .replace("{ticket_id}", "tk_00000000000000000000000000")
+                .replace("{venue_id}", "1");
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let r = send_raw(app.client.request(method.clone(), app.url(&concrete))).await;
             assert_ne!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");

@@ -155,7 +155,9 @@ impl TestApp {
                     "starts_at": (now + chrono::Duration::days(30)).to_rfc3339(),
                     "onsale_at": (now - chrono::Duration::hours(1)).to_rfc3339(),
                     "prices": {"premium": {"amount": 5000, "currency": "USD"},
-                               "standard": {"amount": 2500, "currency": "USD"}}
+                               "standard": {"amount": 2500, "currency": "USD"}},
+                    // Tests of other rules hold any seats; `orphan_rule.rs` tests the rule.
+                    "orphan_rule": false
                 }),
             )
             .await;
@@ -293,7 +295,9 @@ impl TestApp {
                 "name": "Show", "venue_id": venue_id, "category": category,
                 "starts_at": starts_at, "onsale_at": onsale_at,
                 "prices": {"premium": {"amount": 5000, "currency": "USD"},
-                           "standard": {"amount": 2500, "currency": "USD"}}
+                           "standard": {"amount": 2500, "currency": "USD"}},
+                // Tests of other rules hold any seats; `orphan_rule.rs` tests the rule.
+                "orphan_rule": false
             }),
         )
         .await

@@ -25,6 +25,7 @@ async fn the_page_and_its_assets_are_served_with_types_validators_and_cache_poli
 
     for (file, content_type) in [
         ("app.js", "text/javascript; charset=utf-8"),
+        ("admin.js", "text/javascript; charset=utf-8"),
         ("api.js", "text/javascript; charset=utf-8"),
         ("seatmap.js", "text/javascript; charset=utf-8"),
         ("pow.js", "text/javascript; charset=utf-8"),
