@@ -34,6 +34,8 @@ use crate::{Result, StoreError};
 pub const MAX_BATCH_JOBS: usize = 1_024;
 /// Jobs waiting for the writer at most; a caller beyond this waits for room.
 pub const MAX_QUEUED_JOBS: usize = 16_384;
+/// Page cache of the writer's connection, in KiB.
+const WRITER_CACHE_KIB: i64 = 64 * 1024;
 /// Prepared statements kept by the writer's connection.
 const STATEMENT_CACHE: usize = 128;
 
@@ -74,6 +76,10 @@ impl Writer {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // A job's savepoint journals the pages it changes: in memory, not a temp file.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        // Keeps the indexes the hot path touches in memory (negative: KiB).
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let (jobs, queue) = mpsc::channel(MAX_QUEUED_JOBS);
         let stats = Arc::new(Stats::default());
