@@ -217,6 +217,7 @@ impl SqliteStore {
 
     /// Closes every connection, waiting for them to finish; later calls fail.
     pub async fn close(&self) {
+        self.jobs.close();
         self.reader.close().await;
         self.writer.close().await;
     }

@@ -56,6 +56,8 @@ struct Job {
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
     stats: Arc<Stats>,
+    /// Set by [`Writer::close`]: later writes fail.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -88,7 +90,7 @@ impl Writer {
             .name("sqlite-writer".into())
             .spawn(move || run(conn, queue, gate, &counters))
             .map_err(|e| StoreError::WriterUnavailable(format!("cannot start the writer thread: {e}")))?;
-        Ok(Writer { jobs, stats })
+        Ok(Writer { jobs, stats, closed: std::sync::atomic::AtomicBool::new(false) })
     }
 
     /// Runs `job` in the writer's next batch; answers once the batch is committed (and
@@ -98,12 +100,20 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(StoreError::WriterUnavailable("the store is closed".into()));
+        }
         let (answer, answered) = oneshot::channel();
         let run =
             Box::new(move |conn: &Connection| job(conn).map(|value| Box::new(value) as Box<dyn Any + Send>));
         self.jobs.send(Job { run, answer }).await.map_err(|_| stopped())?;
         let value = answered.await.map_err(|_| stopped())??;
         Ok(*value.downcast::<T>().expect("a job answers with its own type"))
+    }
+
+    /// Refuses later writes; jobs already sent still run and are answered.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
     }
 
     /// `(jobs committed or failed, batches)` so far.

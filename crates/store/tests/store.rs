@@ -830,6 +830,15 @@ async fn sqlite_writes_are_committed_in_groups_before_they_are_acknowledged() {
     assert!((1..=64).contains(&batches), "{batches} commits for 64 writes");
 }
 
+/// A closed store refuses writes, the writer thread's included.
+#[tokio::test]
+async fn sqlite_a_closed_store_refuses_writes() {
+    let h = sqlite().await;
+    h.store.meta_set("before", "v").await.unwrap();
+    h.store.close().await;
+    assert!(h.store.meta_set("after", "v").await.is_err());
+}
+
 /// A write that fails inside a batch is rolled back alone: the writes committed with it
 /// stand, and its caller gets its own error.
 #[tokio::test]
