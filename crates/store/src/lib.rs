@@ -8,6 +8,7 @@
 
 pub mod group_sync;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 pub mod sqlite_writer;
 

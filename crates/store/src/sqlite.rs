@@ -36,6 +36,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{FromRow, QueryBuilder, Sqlite};
 
+use crate::rows::{RevocationRow, TicketCursor, corrupt, cursor_int, from_db};
 use crate::sqlite_writer::{WriteGate, Writer};
 use crate::{
     AttemptState, AttemptUpdate, AuditRecord, AuditType, CatalogChange, CatalogEntity, Event, EventFilter,
@@ -2062,19 +2063,7 @@ impl fmt::Display for OrderCursor {
     }
 }
 
-/// A non-negative decimal integer, digits only (`str::parse` would also take a `+`).
-fn cursor_int(s: &str) -> Result<i64> {
-    if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(StoreError::BadCursor);
-    }
-    s.parse().map_err(|_| StoreError::BadCursor)
-}
-
 // --- small conversions ---
-
-fn corrupt(what: impl Into<String>) -> StoreError {
-    StoreError::Corrupt(what.into())
-}
 
 /// An integer from the domain (u64) that must be stored; past `i64::MAX` it cannot be.
 fn to_db(value: u64, what: &str) -> Result<i64> {
@@ -2093,10 +2082,6 @@ fn saturating_db(value: u64) -> i64 {
 /// An id to look up: one past `i64::MAX` cannot have been stored.
 fn lookup_id(id: u64) -> Result<i64> {
     i64::try_from(id).map_err(|_| StoreError::NotFound)
-}
-
-fn from_db(value: i64, what: &str) -> Result<u64> {
-    u64::try_from(value).map_err(|_| corrupt(format!("negative {what}: {value}")))
 }
 
 fn seat_count(value: i64) -> Result<u32> {
@@ -2382,56 +2367,12 @@ async fn insert_revocations(
     Ok(())
 }
 
-#[derive(FromRow)]
-struct RevocationRow {
-    seq: i64,
-    ticket_id: String,
-    revision: i64,
-    reason: String,
-    revoked_at: i64,
-}
-
-impl RevocationRow {
-    fn into_revocation(self) -> Result<Revocation> {
-        Ok(Revocation {
-            seq: from_db(self.seq, "revocation seq")?,
-            ticket: TicketId::parse(&self.ticket_id)
-                .map_err(|_| corrupt(format!("ticket id {:?}", self.ticket_id)))?,
-            revision: u32::try_from(self.revision)
-                .map_err(|_| corrupt(format!("revision {}", self.revision)))?,
-            reason: crate::RevocationReason::parse(&self.reason)
-                .ok_or_else(|| corrupt(format!("revocation reason {:?}", self.reason)))?,
-            revoked_at: from_db(self.revoked_at, "revoked_at")?,
-        })
-    }
-}
-
 /// A ticket row with the creation time that orders a user's tickets.
 #[derive(FromRow)]
 struct UserTicketRow {
     #[sqlx(flatten)]
     ticket: TicketRow,
     created_at: i64,
-}
-
-/// Position after which the next page of a user's tickets starts: `"<created_at>:<id>"`.
-struct TicketCursor {
-    created_at: i64,
-    id: String,
-}
-
-impl TicketCursor {
-    fn parse(s: &str) -> Result<Self> {
-        let (created_at, id) = s.split_once(':').ok_or(StoreError::BadCursor)?;
-        let id = TicketId::parse(id).map_err(|_| StoreError::BadCursor)?;
-        Ok(TicketCursor { created_at: cursor_int(created_at)?, id: id.as_str().to_owned() })
-    }
-}
-
-impl fmt::Display for TicketCursor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.created_at, self.id)
-    }
 }
 
 /// `PATCH /v1/events/{id}` `static_tickets_allowed`, inside `update_event`'s transaction
