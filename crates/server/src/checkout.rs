@@ -44,6 +44,16 @@ fn already_confirmed(order: &OrderId) -> ApiError {
     ApiError::conflict("ALREADY_CONFIRMED", "this hold is already bought").with("order_id", order.to_string())
 }
 
+/// 409 for a hold another checkout bought, naming its order (committed before the
+/// inventory marks a hold confirmed).
+async fn confirmed_elsewhere(state: &AppState, hold: HoldId) -> ApiError {
+    match state.store.order_for_hold(&hold).await {
+        Ok(Some(order)) => already_confirmed(&order.id),
+        Ok(None) => InventoryError::AlreadyConfirmed.into(),
+        Err(e) => e.into(),
+    }
+}
+
 fn payments_unavailable(message: &str) -> ApiError {
     ApiError::unavailable("PAYMENTS_UNAVAILABLE", message).retry_after(5)
 }
@@ -80,7 +90,8 @@ pub async fn checkout(
         }
         HoldStatus::Expired => return Err(InventoryError::HoldExpired.into()),
         HoldStatus::Released => return Err(InventoryError::HoldReleased.into()),
-        HoldStatus::Confirmed => return Err(InventoryError::AlreadyConfirmed.into()),
+        // Bought by a concurrent checkout since the order look-up above: name its order.
+        HoldStatus::Confirmed => return Err(confirmed_elsewhere(&state, hold).await),
     }
 
     let attempt = format!("pa_{:032x}", rand::random::<u128>());
@@ -92,10 +103,7 @@ pub async fn checkout(
                 ApiError::conflict("CHECKOUT_IN_PROGRESS", "this hold is being checked out")
             }
             // Another checkout bought it since the look-up above: name its order.
-            InventoryError::AlreadyConfirmed => match state.store.order_for_hold(&hold).await? {
-                Some(order) => already_confirmed(&order.id),
-                None => InventoryError::AlreadyConfirmed.into(),
-            },
+            InventoryError::AlreadyConfirmed => confirmed_elsewhere(&state, hold).await,
             other => other.into(),
         });
     }
