@@ -89,26 +89,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# N consecutive free ports for the nodes.
-pick_base() {
-  local n=$1
-  BASE=$(python3 - "$n" <<'PY'
-import random, socket, sys
-n = int(sys.argv[1])
-for _ in range(1000):
-    base = random.randint(20000, 29000)
-    socks = []
-    try:
-        for p in range(base, base + n):
-            s = socket.socket(); s.bind(("127.0.0.1", p)); socks.append(s)
-        print(base); break
-    except OSError:
-        pass
-    finally:
-        for s in socks: s.close()
-PY
-)
-}
 
 # wrk script: scripts/wrk-holds.lua, with each wrk thread's connections on one node
 # (thread i on node i mod N; BO_PORTS lists the nodes' ports).

@@ -3,7 +3,7 @@
 # the same machine, one table of medians and ratios (ours / anchor). See
 # docs/benchmarks.md, "The suite (scripts/bench.sh)".
 #
-#   scripts/bench.sh [--quick] [--runs N] [--duration SECONDS]
+#   scripts/bench.sh [--quick] [--runs N] [--duration SECONDS] [--cluster N]
 #
 # Builds the release binary and the bare handler (crates/loadgen/examples/bare_hyper.rs),
 # then, per run (3; --quick: 1 run of 2 s per figure), with the system under test pinned
@@ -22,6 +22,11 @@
 #            Zipf seats, hold latency open loop at half the measured capacity, the
 #            availability bitmap and the browse scenario, hot-seats, a short onsale, and
 #            durable confirms (hold + checkout).
+#            With --cluster N: the same figures against N nodes in distributed mode
+#            instead (scripts/cluster.sh on a private redis-server pinned with the nodes,
+#            the machine's PostgreSQL and NATS), each loadtest spreading its connections
+#            over the N nodes (`--target URL1,URL2,...`). N nodes on 2 cores is
+#            oversubscription: the figures show the cost of sharing, not scale-out.
 # Every client command is bounded by `timeout`, the whole script by BENCH_MAX_SECONDS.
 # Before each figure it waits for the 1-minute load average to drop below BENCH_MAX_LOAD
 # (1.5), BENCH_LOAD_WAIT seconds in all over the whole run (900; --quick: 0), and records
@@ -43,6 +48,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 QUICK=0
+CLUSTER_N=0
 RUNS="${BENCH_RUNS:-}"
 DURATION="${BENCH_DURATION:-}"
 while [ $# -gt 0 ]; do
@@ -50,6 +56,7 @@ while [ $# -gt 0 ]; do
     --quick) QUICK=1 ;;
     --runs) RUNS="$2"; shift ;;
     --duration) DURATION="$2"; shift ;;
+    --cluster) CLUSTER_N="$2"; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -60,6 +67,8 @@ if [ "$QUICK" = 1 ]; then
 else
   RUNS="${RUNS:-3}"; DURATION="${DURATION:-10}"; LOAD_WAIT="${BENCH_LOAD_WAIT:-900}"; MAX_SECONDS="${BENCH_MAX_SECONDS:-5400}"
 fi
+case "$CLUSTER_N" in ''|*[!0-9]*) echo "--cluster takes a node count, 1-16" >&2; exit 2 ;; esac
+[ "$CLUSTER_N" -le 16 ] || { echo "--cluster takes a node count, 1-16" >&2; exit 2; }
 MAX_LOAD="${BENCH_MAX_LOAD:-1.5}"
 SUT_CPU="${BENCH_SUT_CPU-0}"
 GEN_CPU="${BENCH_GEN_CPU-1}"
@@ -95,13 +104,19 @@ cp "${BENCH_BIN:-$CARGO_TARGET_DIR/release/boxoffice}" "$WORK/boxoffice"
 cp "$CARGO_TARGET_DIR/release/examples/bare_hyper" "$CARGO_TARGET_DIR/release/examples/bench_table" "$WORK/"
 BIN="$WORK/boxoffice"
 
-REDIS_PID=""; SERVER_PID=""; BARE_PID=""; PG_MADE=""; WATCHDOG=""
+REDIS_PID=""; SERVER_PID=""; BARE_PID=""; PG_MADE=""; WATCHDOG=""; CLUSTER_UP=""
+cluster() {
+  CLUSTER_STATE_DIR="$WORK/cluster" CLUSTER_REDIS="127.0.0.1:$RPORT" CLUSTER_BASE_PORT="$BASE" \
+  CLUSTER_POSTGRES="$PG" BOXOFFICE_BIN="$BIN" BOXOFFICE_PAYMENT_LATENCY_MS=0 BOXOFFICE_RATE_LIMIT_PER_USER=0 \
+  BOXOFFICE_LOG=warn "${SUT[@]}" scripts/cluster.sh "$@"
+}
 stop() {  # pid variable name
   local pid=${!1}
   if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
   printf -v "$1" '%s' ""
 }
 cleanup() {
+  if [ -n "$CLUSTER_UP" ]; then cluster down >/dev/null 2>&1 || true; fi
   stop SERVER_PID; stop BARE_PID; stop_redis
   [ -n "$PG_MADE" ] && pg_drop_db "$PG" "$PGDB"
   [ -n "$WATCHDOG" ] && kill "$WATCHDOG" 2>/dev/null
@@ -116,7 +131,13 @@ trap 'echo "bench.sh: stopped" >&2; exit 130' INT TERM
 WATCHDOG=$!
 
 MACHINE=$(machine_line)
+if [ "$CLUSTER_N" -gt 0 ]; then
+  MODE="system under test: $CLUSTER_N node(s) in distributed mode (private redis-server pinned with them; PostgreSQL and NATS unpinned); the 'fsync journal' notes do not apply"
+else
+  MODE="system under test: one embedded server"
+fi
 echo "$MACHINE"
+echo "$MODE"
 echo "runs: $RUNS x ${DURATION}s per figure; system under test on core '${SUT_CPU:-none}', clients on core '${GEN_CPU:-none}'; output: $OUT"
 if awk "BEGIN{exit !($(load1) > 0.5)}"; then echo "WARNING: load average $(load1) > 0.5 before the run; figures will be noisy" >&2; fi
 PG_OK=1
@@ -217,13 +238,21 @@ for run in $(seq 1 "$RUNS"); do
   val lt_pipe "$(jq_py "$OUT/bare-pipelined-run$run.json" 'd["throughput"]')" "$l"
   stop BARE_PID
 
-  # Ours.
-  port=$(free_port)
-  BOXOFFICE_PAYMENT_LATENCY_MS=0 "${SUT[@]}" "$BIN" serve --demo --addr "127.0.0.1:$port" --data-dir "$WORK/data-$run" \
-    --journal-sync fsync --rate-limit-per-user 0 --log warn >"$WORK/server.log" 2>&1 &
-  SERVER_PID=$!
-  wait_ready "$port" || { tail -n 5 "$WORK/server.log" >&2; exit 1; }
-  target="http://127.0.0.1:$port"
+  # Ours: one embedded server, or N nodes in distributed mode.
+  if [ "$CLUSTER_N" -gt 0 ]; then
+    start_redis
+    pick_base "$CLUSTER_N"
+    CLUSTER_UP=1
+    cluster up "$CLUSTER_N" >"$WORK/cluster.log" 2>&1 || { tail -n 5 "$WORK/cluster.log" >&2; exit 1; }
+    target=$(seq -s, -f "http://127.0.0.1:%g" "$BASE" $((BASE + CLUSTER_N - 1)))
+  else
+    port=$(free_port)
+    BOXOFFICE_PAYMENT_LATENCY_MS=0 "${SUT[@]}" "$BIN" serve --demo --addr "127.0.0.1:$port" --data-dir "$WORK/data-$run" \
+      --journal-sync fsync --rate-limit-per-user 0 --log warn >"$WORK/server.log" 2>&1 &
+    SERVER_PID=$!
+    wait_ready "$port" || { tail -n 5 "$WORK/server.log" >&2; exit 1; }
+    target="http://127.0.0.1:$port"
+  fi
   settle; loadtest holds --target "$target" --scenario holds --connections "$CONNS"
   f="$OUT/holds-run$run.json"
   val holds_req "$(jq_py "$f" 'd["throughput"]')" "$l"
@@ -255,12 +284,14 @@ for run in $(seq 1 "$RUNS"); do
     if [ "$audit" = FAILED ]; then echo "WARNING: the oversell audit of $(basename "$f") FAILED" >&2; fi
   done
   stop SERVER_PID
+  if [ -n "$CLUSTER_UP" ]; then cluster down >/dev/null 2>&1 || true; CLUSTER_UP=""; stop_redis; fi
   rm -rf "$WORK/data-$run"
 done
 
 TABLE=$("$WORK/bench_table" "$REC")
 {
   echo "$MACHINE"
+  echo "$MODE"
   echo
   echo "$RUNS run(s) x ${DURATION}s per figure; system under test on core '${SUT_CPU:-none}', clients on core '${GEN_CPU:-none}' (PostgreSQL unpinned); load average after: $(uptime | sed 's/.*load average: //')"
   echo

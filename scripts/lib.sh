@@ -26,6 +26,25 @@ bench_pinning() {  # sut_cpu gen_cpu
 }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# N consecutive free ports (a cluster's nodes) -> BASE, the first.
+pick_base() {  # n
+  BASE=$(python3 - "$1" <<'PY'
+import random, socket, sys
+n = int(sys.argv[1])
+for _ in range(1000):
+    base = random.randint(20000, 29000)
+    socks = []
+    try:
+        for p in range(base, base + n):
+            s = socket.socket(); s.bind(("127.0.0.1", p)); socks.append(s)
+        print(base); break
+    except OSError:
+        pass
+    finally:
+        for s in socks: s.close()
+PY
+)
+}
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 ratio() { awk "BEGIN{printf \"%.2f\", $1/$2}"; }
 load1() { cut -d' ' -f1 /proc/loadavg; }

@@ -135,7 +135,9 @@ pub enum Pick {
 /// `boxoffice loadtest` flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// Base URL of the server under test (loopback only unless --allow-remote).
+    /// Base URL of the server under test (loopback only unless --allow-remote); several
+    /// nodes of one deployment separated by commas, which connections (holds, hot-seats,
+    /// browse, bare), fans (onsale) and viewers are spread over in turn.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub target: String,
     /// What to do: holds, hot-seats, browse, bare, onsale, viewers.

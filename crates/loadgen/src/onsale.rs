@@ -46,7 +46,7 @@ use crate::report::{Report, Timeline, thousands};
 use crate::setup::{load_event, mint_tokens, user_prefix, wait_ready};
 use crate::sse::{FrameKind, Open, SseStream};
 use crate::stats::{Latency, MAX_LATENCY_US, OpSummary, Outcome, Shard, human_us};
-use crate::target::parse_target;
+use crate::target::parse_targets;
 use crate::worker::{error_code, safe_id};
 use crate::{Args, LoadError, Pick};
 
@@ -169,8 +169,9 @@ impl OnsaleReport {
 
 /// What every fan shares.
 struct Plan {
-    api: Arc<Api>,
-    host: String,
+    /// Every target with its `Host`; fan `u` talks to `nodes[u % len]` (the first target
+    /// also serves the run's set-up and audit).
+    nodes: Vec<(Arc<Api>, String)>,
     event: String,
     labels: Vec<String>,
     /// Row number (dense) and seat number of each seat, for adjacent picks.
@@ -394,6 +395,11 @@ struct Fan {
 }
 
 impl Fan {
+    /// The node this fan talks to, and its `Host`.
+    fn node(&self) -> &(Arc<Api>, String) {
+        &self.plan.nodes[self.user as usize % self.plan.nodes.len()]
+    }
+
     fn auth(&self) -> Option<&HeaderValue> {
         self.plan.users.get(self.user as usize)
     }
@@ -405,7 +411,7 @@ impl Fan {
     /// Sends one request and records it under `op`; `None` when no answer came.
     async fn call(&mut self, op: usize, request: Request<Full<Bytes>>, body: Body) -> Option<Reply> {
         if self.conn.is_none() {
-            match Conn::connect(self.plan.api.addr, self.plan.timeout).await {
+            match Conn::connect(self.node().0.addr, self.plan.timeout).await {
                 Ok(conn) => self.conn = Some(conn),
                 Err(_) => {
                     let second = self.second();
@@ -450,7 +456,7 @@ impl Fan {
         extra: &[(&'static str, HeaderValue)],
         json: Option<Bytes>,
     ) -> Request<Full<Bytes>> {
-        self.plan.api.requests.build(method, target, self.auth(), extra, json)
+        self.node().0.requests.build(method, target, self.auth(), extra, json)
     }
 
     /// The whole story of one fan.
@@ -727,11 +733,12 @@ impl Fan {
     /// Follows the live map for `--follow-ms`; its snapshot's bitmap, if one came.
     async fn follow(&mut self) -> Option<Vec<u8>> {
         let plan = self.plan.clone();
+        let (node, host) = self.node().clone();
         let opened = Instant::now();
         let mut stream = match SseStream::open(Open {
-            addr: plan.api.addr,
+            addr: node.addr,
             source: None,
-            host: &plan.host,
+            host: &host,
             path: &plan.uris.stream,
             last_event_id: None,
             capture_data: true,
@@ -846,10 +853,16 @@ async fn arrivals(plan: Arc<Plan>, shard: Arc<Mutex<Shard>>, tally: Arc<Mutex<Ta
 /// Runs the `onsale` scenario.
 pub(crate) async fn run(args: &Args) -> Result<Report, LoadError> {
     let started_at = chrono::Utc::now();
-    let target = parse_target(&args.target, args.allow_remote)?;
-    let requests = Requests::new(&target.host).map_err(|e| LoadError::Usage(e.to_string()))?;
+    let targets = parse_targets(&args.target, args.allow_remote)?;
     let timeout = Duration::from_secs_f64(args.timeout);
-    let api = Arc::new(Api { addr: target.addr, requests, timeout });
+    let mut nodes = Vec::with_capacity(targets.len());
+    for t in &targets {
+        let requests = Requests::new(&t.host).map_err(|e| LoadError::Usage(e.to_string()))?;
+        nodes.push((Arc::new(Api { addr: t.addr, requests, timeout }), t.host.clone()));
+    }
+    let target = targets[0].clone();
+    let target_list = targets.iter().map(|t| t.url.as_str()).collect::<Vec<_>>().join(",");
+    let api = nodes[0].0.clone();
     let event = args.event.clone();
     if !safe_id(&event) {
         return Err(LoadError::Usage(format!("--event {event:?} is not an event id")));
@@ -858,6 +871,11 @@ pub(crate) async fn run(args: &Args) -> Result<Report, LoadError> {
     let mut conn = ApiConn::new(api.clone());
     wait_ready(&mut conn, &target).await?;
     let labels = load_event(&mut conn, &target, &event, true).await?;
+    for (other, (node, _)) in targets.iter().zip(&nodes).skip(1) {
+        let mut conn = ApiConn::new(node.clone());
+        wait_ready(&mut conn, other).await?;
+        load_event(&mut conn, other, &event, false).await?;
+    }
     let reply = conn.get(&format!("/v1/events/{event}"), None).await?;
     let info: EventInfo = parse(&reply, "the event detail")?;
     let (queue, pow_bits) = info.queue.map_or((false, 0), |q| (q.enabled, q.proof_of_work_bits));
@@ -879,8 +897,7 @@ pub(crate) async fn run(args: &Args) -> Result<Report, LoadError> {
     let threads = args.threads.max(1);
     let start = Instant::now();
     let plan = Arc::new(Plan {
-        api: api.clone(),
-        host: target.host.clone(),
+        nodes,
         event: event.clone(),
         rows: rows_of(&labels),
         labels,
@@ -1047,7 +1064,7 @@ pub(crate) async fn run(args: &Args) -> Result<Report, LoadError> {
         time_to_order_us: latency(&tally.to_order),
     };
     let mut report =
-        Report::of_scenario(args, &target.url, started_at, elapsed, &shard, operations, timeline, notes);
+        Report::of_scenario(args, &target_list, started_at, elapsed, &shard, operations, timeline, notes);
     report.rate = Some(rate);
     report.model = "open";
     report.event = Some(event);

@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::stats::{Outcome, Shard};
+use crate::target::Target;
 use crate::worker::Plan;
 
 /// The most requests in flight on one connection.
@@ -167,11 +168,13 @@ pub(crate) async fn run(
     shard: Arc<Mutex<Shard>>,
     connected: Arc<AtomicU32>,
     mut start: watch::Receiver<Option<Instant>>,
+    index: u32,
 ) {
+    let target = plan.node(index).0.clone();
     let depth = plan.pipeline.clamp(1, MAX_PIPELINE_DEPTH) as usize;
-    let request = request_bytes(&plan.target.host, plan.bare_path());
+    let request = request_bytes(&target.host, plan.bare_path());
     let batch = request.repeat(depth);
-    let mut stream = connect(&plan).await;
+    let mut stream = connect(&plan, &target).await;
     connected.fetch_add(1, Ordering::Release);
     let start = loop {
         if let Some(start) = *start.borrow_and_update() {
@@ -194,7 +197,7 @@ pub(crate) async fn run(
             if Instant::now() >= deadline || !budget_left {
                 break;
             }
-            stream = connect(&plan).await;
+            stream = connect(&plan, &target).await;
             if stream.is_none() {
                 shard.lock().record_connect_error(second_of(Instant::now()));
                 let pause = RECONNECT_PAUSE.min(deadline.saturating_duration_since(Instant::now()));
@@ -279,8 +282,8 @@ pub(crate) async fn run(
     }
 }
 
-async fn connect(plan: &Plan) -> Option<TcpStream> {
-    let stream = tokio::time::timeout(plan.timeout, TcpStream::connect(plan.target.addr)).await.ok()?.ok()?;
+async fn connect(plan: &Plan, target: &Target) -> Option<TcpStream> {
+    let stream = tokio::time::timeout(plan.timeout, TcpStream::connect(target.addr)).await.ok()?.ok()?;
     stream.set_nodelay(true).ok()?;
     Some(stream)
 }

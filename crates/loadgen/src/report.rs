@@ -233,7 +233,7 @@ impl Report {
             tool: "boxoffice loadtest",
             version: env!("CARGO_PKG_VERSION"),
             started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            target: plan.target.url.clone(),
+            target: plan.targets.iter().map(|t| t.url.as_str()).collect::<Vec<_>>().join(","),
             scenario: plan.scenario,
             skipped: None,
             mix: holds.then_some(plan.mix),

@@ -74,6 +74,7 @@ async fn drive(plan: Arc<Plan>, quiet: bool) -> Result<Measured, LoadError> {
                                 shard.clone(),
                                 connected.clone(),
                                 start_rx.clone(),
+                                index,
                             ));
                         } else {
                             let worker = Worker::new(plan.clone(), shard.clone(), index);

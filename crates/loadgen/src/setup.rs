@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::api::{self, Api, ApiConn, COORDINATOR_LANES, parse, snippet};
 use crate::client::{Requests, bearer, uri};
-use crate::target::{Target, parse_target};
+use crate::target::{Target, parse_targets};
 use crate::worker::{Plan, Uris, safe_id};
 use crate::zipf::{SeatDist, Zipf};
 use crate::{Args, LoadError, Mix, Scenario};
@@ -150,10 +150,17 @@ pub(crate) fn user_prefix(args: &Args, rng: &mut SmallRng) -> Result<String, Loa
 
 /// Builds the plan from the flags and the server's answers.
 pub(crate) async fn prepare(args: &Args) -> Result<(Arc<Api>, Plan), LoadError> {
-    let target = parse_target(&args.target, args.allow_remote)?;
-    let requests = Requests::new(&target.host).map_err(|e| LoadError::Usage(e.to_string()))?;
+    let targets = parse_targets(&args.target, args.allow_remote)?;
+    let requests = targets
+        .iter()
+        .map(|t| Requests::new(&t.host))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| LoadError::Usage(e.to_string()))?;
+    // Set-up, tokens and the audit go to the first target: every node of one deployment
+    // answers them alike.
+    let target = targets[0].clone();
     let timeout = Duration::from_secs_f64(args.timeout);
-    let api = Arc::new(Api { addr: target.addr, requests: requests.clone(), timeout });
+    let api = Arc::new(Api { addr: target.addr, requests: requests[0].clone(), timeout });
     let mut conn = ApiConn::new(api.clone());
     let scenario = args.scenario;
     if !safe_id(&args.event) {
@@ -248,10 +255,19 @@ pub(crate) async fn prepare(args: &Args) -> Result<(Arc<Api>, Plan), LoadError> 
         _ => vec!["get"],
     };
     let audited = matches!(scenario, Scenario::Holds | Scenario::HotSeats) && !args.no_audit;
+    // The other nodes must be up and know the event before the clock starts.
+    for (other, other_requests) in targets.iter().zip(&requests).skip(1) {
+        let api = Arc::new(Api { addr: other.addr, requests: other_requests.clone(), timeout });
+        let mut conn = ApiConn::new(api);
+        if scenario != Scenario::Bare {
+            wait_ready(&mut conn, other).await?;
+            load_event(&mut conn, other, &args.event, false).await?;
+        }
+    }
     let plan = Plan {
         scenario,
         mix,
-        target,
+        targets,
         requests,
         timeout,
         connections: args.connections,

@@ -62,6 +62,33 @@ pub fn parse_target(url: &str, allow_remote: bool) -> Result<Target, LoadError> 
     Ok(Target { url: url.trim_end_matches('/').to_owned(), addr, host: authority.to_owned() })
 }
 
+/// Targets at most one run spreads its connections over.
+pub const MAX_TARGETS: usize = 64;
+
+/// Parses `--target`: one base URL, or several separated by commas (the nodes of one
+/// deployment, which the run spreads its connections over in turn). Each is checked as
+/// [`parse_target`] checks one; a URL named twice is refused.
+pub fn parse_targets(list: &str, allow_remote: bool) -> Result<Vec<Target>, LoadError> {
+    let mut targets: Vec<Target> = Vec::new();
+    for url in list.split(',').map(str::trim) {
+        if url.is_empty() {
+            return Err(LoadError::Usage(format!("--target {list:?}: an empty URL in the list")));
+        }
+        let target = parse_target(url, allow_remote)?;
+        if targets.iter().any(|t| t.addr == target.addr) {
+            return Err(LoadError::Usage(format!("--target {list:?}: {url} is named twice")));
+        }
+        targets.push(target);
+    }
+    if targets.len() > MAX_TARGETS {
+        return Err(LoadError::Usage(format!(
+            "--target names {} servers; at most {MAX_TARGETS}",
+            targets.len()
+        )));
+    }
+    Ok(targets)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +109,23 @@ mod tests {
         let err = parse_target("http://192.0.2.1:80", false).expect_err("remote").to_string();
         assert!(err.contains("not a loopback address"), "{err}");
         assert!(parse_target("http://192.0.2.1:80", true).is_ok());
+    }
+
+    #[test]
+    fn several_targets_parse_in_order_and_repeats_are_refused() {
+        let t = parse_targets("http://127.0.0.1:8081, http://127.0.0.1:8082/", false).expect("two");
+        assert_eq!(t.iter().map(|t| t.addr.port()).collect::<Vec<_>>(), vec![8081, 8082]);
+        assert_eq!(parse_targets("http://127.0.0.1:8081", false).expect("one").len(), 1);
+        for list in [
+            "http://127.0.0.1:1,http://127.0.0.1:1",
+            "http://127.0.0.1:1,",
+            "http://127.0.0.1:1,http://192.0.2.1:80",
+        ] {
+            assert!(parse_targets(list, false).is_err(), "{list}");
+        }
+        let many: Vec<String> =
+            (0..=MAX_TARGETS).map(|i| format!("http://127.0.0.1:{}", 10_000 + i)).collect();
+        assert!(parse_targets(&many.join(","), false).is_err());
     }
 
     #[test]

@@ -58,7 +58,7 @@ use crate::report::{Report, Timeline, thousands};
 use crate::setup::{load_event, mint_tokens, user_prefix, wait_ready};
 use crate::sse::{FrameKind, Open, SseError, SseStream};
 use crate::stats::{Latency, MAX_LATENCY_US, OpSummary, Outcome, Shard, human_us};
-use crate::target::parse_target;
+use crate::target::parse_targets;
 use crate::worker::safe_id;
 use crate::{Args, LoadError};
 
@@ -354,8 +354,9 @@ impl ChangeBook {
 
 /// What every viewer thread shares with the coordinator.
 struct Fleet {
-    addr: SocketAddr,
-    host: String,
+    /// Every target's address and `Host`: viewer `i` of a thread watches through
+    /// `nodes[i % len]` (the writer uses the first).
+    nodes: Vec<(SocketAddr, String)>,
     path: String,
     timeout: Duration,
     stride: u64,
@@ -572,9 +573,9 @@ async fn viewer(ctx: Rc<ThreadCtx>, index: usize, source: Option<IpAddr>) {
             biased;
             _ = stop.changed() => return,
             opened = SseStream::open(Open {
-                addr: fleet.addr,
+                addr: fleet.nodes[index % fleet.nodes.len()].0,
                 source,
-                host: &fleet.host,
+                host: &fleet.nodes[index % fleet.nodes.len()].1,
                 path: &fleet.path,
                 last_event_id: last_event_id.as_deref(),
                 capture_data: false,
@@ -933,7 +934,8 @@ fn summarise(results: &[ThreadResult]) -> (Counts, Histogram<u64>, [u64; 4]) {
 /// Runs the `viewers` scenario.
 pub(crate) async fn run(args: &Args) -> Result<Report, LoadError> {
     let started_at = chrono::Utc::now();
-    let target = parse_target(&args.target, args.allow_remote)?;
+    let targets = parse_targets(&args.target, args.allow_remote)?;
+    let target = targets[0].clone();
     let requests = Requests::new(&target.host).map_err(|e| LoadError::Usage(e.to_string()))?;
     let timeout = Duration::from_secs_f64(args.timeout);
     let api = Arc::new(Api { addr: target.addr, requests: requests.clone(), timeout });
@@ -944,6 +946,12 @@ pub(crate) async fn run(args: &Args) -> Result<Report, LoadError> {
     let mut conn = ApiConn::new(api.clone());
     wait_ready(&mut conn, &target).await?;
     let labels = load_event(&mut conn, &target, &args.event, true).await?;
+    for other in targets.iter().skip(1) {
+        let requests = Requests::new(&other.host).map_err(|e| LoadError::Usage(e.to_string()))?;
+        let mut conn = ApiConn::new(Arc::new(Api { addr: other.addr, requests, timeout }));
+        wait_ready(&mut conn, other).await?;
+        load_event(&mut conn, other, &args.event, false).await?;
+    }
     let seat_count = labels.len() as u32;
     let cps = args.changes_per_second;
     let seed = args.seed.unwrap_or_else(rand::random);
@@ -1004,8 +1012,7 @@ pub(crate) async fn run(args: &Args) -> Result<Report, LoadError> {
     let stride = ((f64::from(fleet_size) * cps / SAMPLE_BUDGET_PER_SECOND).ceil() as u64).max(1);
     let threads = args.threads.min(fleet_size).max(1) as usize;
     let fleet = Arc::new(Fleet {
-        addr: target.addr,
-        host: target.host.clone(),
+        nodes: targets.iter().map(|t| (t.addr, t.host.clone())).collect(),
         path: format!("/v1/events/{}/availability/stream", args.event),
         timeout,
         stride,
@@ -1299,8 +1306,16 @@ pub(crate) async fn run(args: &Args) -> Result<Report, LoadError> {
             .collect(),
         errors: shard.series(2, seconds),
     };
-    let mut report =
-        Report::of_scenario(args, &target.url, started_at, elapsed, &shard, operations, timeline, notes);
+    let mut report = Report::of_scenario(
+        args,
+        &targets.iter().map(|t| t.url.as_str()).collect::<Vec<_>>().join(","),
+        started_at,
+        elapsed,
+        &shard,
+        operations,
+        timeline,
+        notes,
+    );
     report.rate = Some(cps);
     report.model = "open";
     report.connections = writer_connections;

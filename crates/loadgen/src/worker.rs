@@ -48,8 +48,11 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(50);
 pub struct Plan {
     pub scenario: Scenario,
     pub mix: Mix,
-    pub target: Target,
-    pub requests: Requests,
+    /// The servers under test (one or several nodes of one deployment); connection `i`
+    /// goes to `targets[i % len]`.
+    pub targets: Vec<Target>,
+    /// The requests of each target, by the same index.
+    pub requests: Vec<Requests>,
     pub timeout: Duration,
     pub connections: u32,
     pub threads: u32,
@@ -87,8 +90,14 @@ pub(crate) struct Uris {
 }
 
 impl Plan {
-    fn addr(&self) -> SocketAddr {
-        self.target.addr
+    /// The target of connection `index`, and its requests.
+    pub(crate) fn node(&self, index: u32) -> (&Target, &Requests) {
+        let i = index as usize % self.targets.len();
+        (&self.targets[i], &self.requests[i])
+    }
+
+    fn addr(&self, index: u32) -> SocketAddr {
+        self.node(index).0.addr
     }
 
     /// Takes one request from the `--requests` budget.
@@ -199,7 +208,7 @@ impl Worker {
         connected: Arc<AtomicU32>,
         mut start: watch::Receiver<Option<Instant>>,
     ) {
-        if let Ok(conn) = Conn::connect(self.plan.addr(), self.plan.timeout).await {
+        if let Ok(conn) = Conn::connect(self.plan.addr(self.index), self.plan.timeout).await {
             self.conn = Some(conn);
         }
         connected.fetch_add(1, Ordering::Release);
@@ -251,7 +260,7 @@ impl Worker {
     /// Sends the next request of the scenario and records its answer.
     async fn step(&mut self, start: Instant, intended: Instant, deadline: Instant) {
         if self.conn.is_none() {
-            match Conn::connect(self.plan.addr(), self.plan.timeout).await {
+            match Conn::connect(self.plan.addr(self.index), self.plan.timeout).await {
                 Ok(conn) => self.conn = Some(conn),
                 Err(_) => {
                     let second = ((Instant::now() - start).as_secs() as usize).min(self.plan.seconds() - 1);
@@ -296,7 +305,7 @@ impl Worker {
 
     fn next_request(&mut self) -> (usize, Sent, Request<Full<Bytes>>, Body) {
         let plan = self.plan.clone();
-        let r = &plan.requests;
+        let r = plan.node(self.index).1;
         match plan.scenario {
             Scenario::Holds | Scenario::HotSeats => {
                 if let Some(p) = self.pending.take() {

@@ -413,6 +413,78 @@ async fn a_pipelined_run_counts_requests_lost_to_a_closed_connection_and_reconne
     assert!(ok > 2 * 5, "{}", report.text());
 }
 
+/// A keep-alive server that answers `ok` to each request head and counts them.
+async fn counting_server() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let count = Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        if stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_against_several_targets_spreads_its_connections_over_them() {
+    use std::sync::atomic::Ordering;
+    let (a, a_count) = counting_server().await;
+    let (b, b_count) = counting_server().await;
+    let targets = format!("http://{a},http://{b}");
+    for pipeline in ["1", "4"] {
+        let before = (a_count.load(Ordering::SeqCst), b_count.load(Ordering::SeqCst));
+        let flags = [
+            "--target",
+            &targets,
+            "--scenario",
+            "bare",
+            "--connections",
+            "4",
+            "--pipeline",
+            pipeline,
+            "--requests",
+            "400",
+            "--quiet",
+        ];
+        let report = execute(&Args::from_flags(flags).expect("flags")).await.expect("the run completes");
+        assert_eq!(status(&report, "get", "200"), 400, "{}", report.text());
+        assert_eq!(report.target, targets);
+        let got_a = a_count.load(Ordering::SeqCst) - before.0;
+        let got_b = b_count.load(Ordering::SeqCst) - before.1;
+        // Set-up probes go to the first target only; every measured request went to one
+        // of the two, and both took a share.
+        assert!(got_a + got_b >= 400, "{got_a} + {got_b}");
+        assert!(got_a > 0 && got_b > 0, "pipeline {pipeline}: {got_a} / {got_b}");
+    }
+    let twice = format!("http://{a},http://{a}");
+    let err = execute(&Args::from_flags(["--target", &twice, "--scenario", "bare"]).expect("flags"))
+        .await
+        .expect_err("a target named twice");
+    assert!(matches!(err, LoadError::Usage(_)), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_targets_and_unknown_events_are_refused_clearly() {
     let err =

@@ -206,7 +206,7 @@ impl Application {
         } else {
             tickets::TicketSigner::load_or_create(&dir).map_err(io)?
         };
-        let ticket_stream = config.stream.open().await?;
+        let ticket_stream = config.stream.open(config.database_url.as_deref()).await?;
         let state = AppState(Arc::new(Shared {
             limits: config.limits(),
             audit: audit::AuditWriter::new(inventory.clone(), store.clone(), memory.is_none()),

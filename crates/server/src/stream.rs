@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use boxoffice_store::OutboxMessage;
 pub use boxoffice_stream::{
-    DEFAULT_ACK_WAIT, Delivery, InProcessStream, JetStreamConfig, JetStreamStream, Replay,
-    STREAM_RETENTION_MESSAGES, StreamError, StreamMessage, Subscription, TicketStream,
+    DEFAULT_ACK_WAIT, Delivery, InProcessStream, JetStreamConfig, JetStreamStream, KafkaConfig, KafkaStream,
+    Replay, STREAM_RETENTION_MESSAGES, StreamError, StreamMessage, Subscription, TicketStream,
 };
 
 use crate::AppState;
@@ -17,7 +17,8 @@ use crate::AppState;
 /// Messages a replay hands to the ticket worker's handler at a time.
 pub const REPLAY_BATCH: usize = 256;
 
-/// Where the ticket stream lives: in process (the default) or on NATS JetStream.
+/// Where the ticket stream lives: in process (the default), on NATS JetStream, or on a
+/// Kafka-protocol broker.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StreamConfig {
     /// NATS server of the ticket stream (`nats://host:4222`). When set, the outbox relay
@@ -40,6 +41,19 @@ pub struct StreamConfig {
     #[arg(long, env = "BOXOFFICE_NATS_CONNECT_TIMEOUT", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=600))]
     pub nats_connect_timeout: u64,
+    /// Kafka-protocol brokers of the ticket stream (`host:9092`, several separated by
+    /// commas), instead of NATS. Needs --database-url: the stream's offsets, publish
+    /// de-duplication and durable consumers are kept in PostgreSQL. The ack wait and the
+    /// connect timeout are the --nats-* ones.
+    #[arg(long, env = "BOXOFFICE_KAFKA_BROKERS", conflicts_with = "nats_url", value_delimiter = ',')]
+    pub kafka_brokers: Vec<String>,
+    /// Kafka topic of the ticket stream (created when missing).
+    #[arg(long, env = "BOXOFFICE_KAFKA_TOPIC", default_value = boxoffice_stream::DEFAULT_KAFKA_TOPIC)]
+    pub kafka_topic: String,
+    /// Partitions of the topic when this node creates it; messages are keyed by event.
+    #[arg(long, env = "BOXOFFICE_KAFKA_PARTITIONS", default_value_t = boxoffice_stream::DEFAULT_KAFKA_PARTITIONS,
+          value_parser = clap::value_parser!(u16).range(1..=i64::from(boxoffice_stream::MAX_KAFKA_PARTITIONS)))]
+    pub kafka_partitions: u16,
 }
 
 impl Default for StreamConfig {
@@ -50,6 +64,9 @@ impl Default for StreamConfig {
             nats_subjects: boxoffice_stream::DEFAULT_SUBJECTS.into(),
             nats_ack_wait: DEFAULT_ACK_WAIT.as_secs(),
             nats_connect_timeout: 30,
+            kafka_brokers: Vec::new(),
+            kafka_topic: boxoffice_stream::DEFAULT_KAFKA_TOPIC.into(),
+            kafka_partitions: boxoffice_stream::DEFAULT_KAFKA_PARTITIONS,
         }
     }
 }
@@ -68,9 +85,39 @@ impl StreamConfig {
         shown
     }
 
-    /// The ticket stream these settings name; JetStream is reached with retries for
-    /// `nats_connect_timeout` seconds.
-    pub async fn open(&self) -> Result<Arc<dyn TicketStream>, StreamError> {
+    /// The backend's name, as `/readyz` reports it.
+    pub fn kind(&self) -> &'static str {
+        if self.nats_url.is_some() {
+            "jetstream"
+        } else if !self.kafka_brokers.is_empty() {
+            "kafka"
+        } else {
+            "in-process"
+        }
+    }
+
+    /// The ticket stream these settings name; a broker is reached with retries for
+    /// `nats_connect_timeout` seconds. The Kafka backend keeps its bookkeeping in the
+    /// PostgreSQL of `database_url`.
+    pub async fn open(&self, database_url: Option<&str>) -> Result<Arc<dyn TicketStream>, StreamError> {
+        if !self.kafka_brokers.is_empty() {
+            let Some(database_url) = database_url else {
+                return Err(StreamError::Invalid(
+                    "--kafka-brokers needs --database-url: the stream's offsets and consumers are kept in PostgreSQL"
+                        .into(),
+                ));
+            };
+            let stream = KafkaStream::connect(KafkaConfig {
+                brokers: self.kafka_brokers.clone(),
+                topic: self.kafka_topic.clone(),
+                partitions: self.kafka_partitions,
+                database_url: database_url.to_owned(),
+                ack_wait: Duration::from_secs(self.nats_ack_wait),
+                connect_timeout: Duration::from_secs(self.nats_connect_timeout),
+            })
+            .await?;
+            return Ok(Arc::new(stream));
+        }
         let Some(url) = &self.nats_url else { return Ok(Arc::new(InProcessStream::default())) };
         let stream = JetStreamStream::connect(JetStreamConfig {
             url: url.clone(),

@@ -10,6 +10,9 @@
 //!   outbox rows after the ticket worker's last handled row again.
 //! - [`JetStreamStream`] (distributed): a NATS JetStream stream (file storage) and a durable
 //!   pull consumer with explicit acks that every node shares.
+//! - [`KafkaStream`] (distributed): a topic on a Kafka-protocol broker, partitioned by
+//!   event, with the stream's offsets, de-duplication and durable consumers kept in
+//!   PostgreSQL (see its module).
 //!
 //! The semantics both keep:
 //! - **Offsets** are stream sequence numbers: the first message is 1, each next one 1 more.
@@ -27,6 +30,8 @@
 
 mod in_process;
 mod jetstream;
+mod kafka;
+pub mod tansu;
 
 use std::time::Duration;
 
@@ -35,6 +40,10 @@ use serde::{Deserialize, Serialize};
 
 pub use in_process::{InProcessStream, STREAM_RETENTION_MESSAGES};
 pub use jetstream::{DEFAULT_STREAM_NAME, DEFAULT_SUBJECTS, JetStreamConfig, JetStreamStream};
+pub use kafka::{
+    DEFAULT_KAFKA_PARTITIONS, DEFAULT_KAFKA_TOPIC, KAFKA_MAX_ACK_PENDING, KafkaConfig, KafkaStream,
+    MAX_KAFKA_PARTITIONS,
+};
 
 /// How long a delivered message may stay unacknowledged before it is delivered again.
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
@@ -58,7 +67,7 @@ pub enum StreamError {
     #[error("offset {requested} is no longer kept; the oldest is {oldest}")]
     Truncated { requested: u64, oldest: u64 },
     /// The backend could not be reached within the start-up budget.
-    #[error("cannot reach NATS at {url} (tried for {waited_ms} ms): {reason}")]
+    #[error("cannot reach the stream's broker at {url} (tried for {waited_ms} ms): {reason}")]
     Unreachable { url: String, waited_ms: u64, reason: String },
     /// A name or setting the backend refuses.
     #[error("invalid stream setting: {0}")]

@@ -1,5 +1,7 @@
-//! The ticket stream's contract, run against every backend: the in-process stream and
-//! NATS JetStream (the machine's server at 127.0.0.1:4222, a fresh stream per test).
+//! The ticket stream's contract, run against every backend: the in-process stream, NATS
+//! JetStream (the machine's server at 127.0.0.1:4222, a fresh stream per test) and a
+//! Kafka-protocol broker (a `tansu` of the test's own, a fresh topic per test; these are
+//! ignored unless asked for, since the broker is not on every machine).
 
 mod common;
 
@@ -168,6 +170,15 @@ macro_rules! conformance {
                 #[tokio::test]
                 async fn $test() {
                     super::$test(super::Backend::JetStream).await;
+                }
+            )*
+        }
+        mod kafka {
+            $(
+                #[tokio::test]
+                #[ignore = "needs the tansu broker: scripts/install-tansu.sh, then `cargo test -p boxoffice-stream --test conformance -- --ignored kafka` (.ci/run does when it is installed)"]
+                async fn $test() {
+                    super::$test(super::Backend::Kafka).await;
                 }
             )*
         }

@@ -48,7 +48,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let config = &state.config;
     let store_kind = if config.database_url.is_some() { "postgres" } else { "sqlite" };
     let inventory_kind = if config.redis_url.is_some() { "redis" } else { "memory" };
-    let stream_kind = if config.stream.nats_url.is_some() { "jetstream" } else { "in-process" };
+    let stream_kind = config.stream.kind();
     let body = json!({
         "status": status,
         "backends": {

@@ -8,7 +8,7 @@ use boxoffice_core::EventId;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, bit, spawn_with};
+use crate::helpers::{TestApp, bit, send, spawn_with};
 use crate::services::{FreshDatabase, redis_url};
 
 /// A database and a Redis key prefix of one test, both removed when dropped.
@@ -29,6 +29,16 @@ impl Backends {
 
     /// A node whose inventory is in the Redis at `redis` (under this test's prefix).
     pub async fn node_on(&self, redis: &str, audit_writer: bool) -> TestApp {
+        self.node_with(redis, audit_writer, |_| {}).await
+    }
+
+    /// A node as `node_on` makes it, with more settings of the test's own.
+    pub async fn node_with(
+        &self,
+        redis: &str,
+        audit_writer: bool,
+        configure: impl FnOnce(&mut boxoffice_server::config::Config),
+    ) -> TestApp {
         let (url, redis, prefix) = (self.database.url(), redis.to_owned(), self.prefix.clone());
         spawn_with(move |c| {
             c.database_url = Some(url);
@@ -36,6 +46,7 @@ impl Backends {
             c.redis_url = Some(redis);
             c.redis_key_prefix = prefix;
             c.audit_writer = Some(audit_writer);
+            configure(c);
         })
         .await
     }
@@ -260,4 +271,110 @@ async fn a_viewer_on_one_node_sees_the_changes_made_on_another() {
     viewer.catch_up_to(version).await;
     assert_eq!(viewer.bitmap, bitmap, "B's viewer follows the release and the sale");
     assert!(bit(&bitmap, 2) && !bit(&bitmap, 8));
+}
+
+/// `GET /v1/search?q=...` on `node` until `done` holds (each node keeps its own index,
+/// fed from the shared catalog change feed); panics after 10 s.
+async fn search_on_until(node: &TestApp, query: &str, done: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..200 {
+        let (status, body) = node.get(&format!("/v1/search?{query}"), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if done(&body) {
+            return body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("search {query} on the other node never showed the change");
+}
+
+fn found(page: &Value, event: &str) -> bool {
+    page["items"].as_array().is_some_and(|items| items.iter().any(|e| e["id"] == event))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_made_or_changed_on_one_node_is_found_by_search_on_another() {
+    let backends = Backends::fresh().await;
+    let a = backends.node(true).await;
+    let b = backends.node(false).await;
+    let admin = a.admin().await;
+    let event = a.on_sale_event(&admin, &[("A", 1, 4, "premium")]).await;
+    // Made on A, found on B by a word of its name, its city and its category.
+    search_on_until(&b, "q=Test+Show&city=Testville&category=concert", |p| found(p, &event)).await;
+    let (status, _) =
+        send(b.client.patch(a.url(&format!("/v1/events/{event}"))).bearer_auth(&admin).json(&json!({
+            "name": "Zanzibar Quartet"
+        })))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // Renamed on A: B finds it by the new name and no longer by the old one.
+    search_on_until(&b, "q=Zanzibar", |p| found(p, &event)).await;
+    search_on_until(&b, "q=Test+Show&city=Testville", |p| !found(p, &event)).await;
+}
+
+/// Buys two seats through `a` and waits for the ticket mail, which the ticket worker of
+/// either node writes once it takes the order's message from the shared stream.
+async fn an_order_reaches_its_ticket_mail(a: &TestApp, b: &TestApp, stream_kind: &str) {
+    for node in [a, b] {
+        let (status, ready) = node.get("/readyz", None).await;
+        assert_eq!(status, StatusCode::OK, "{ready}");
+        assert_eq!(ready["backends"]["stream"]["kind"], stream_kind, "{ready}");
+    }
+    let admin = a.admin().await;
+    let alice = a.fan("alice").await;
+    let event = a.on_sale_event(&admin, &[("A", 1, 10, "premium")]).await;
+    let order = a.buy(&alice, &event, &["A-1-1", "A-1-2"]).await;
+    let order_id = boxoffice_core::OrderId::parse(order["order_id"].as_str().unwrap()).unwrap();
+    let paths: Vec<_> = [a, b]
+        .iter()
+        .map(|n| {
+            boxoffice_server::mail::mail_path(
+                &n.data_dir.path().join(boxoffice_server::mail::MAIL_DIR),
+                &order_id,
+            )
+        })
+        .collect();
+    for _ in 0..1000 {
+        if paths.iter().any(|p| p.exists()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let written: Vec<_> = paths.iter().filter(|p| p.exists()).collect();
+    assert_eq!(written.len(), 1, "one node mailed the order once: {paths:?}");
+    let mail = std::fs::read_to_string(written[0]).unwrap();
+    assert!(mail.contains("To: alice@example.com"), "{mail}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_flow_through_a_shared_jetstream_stream_to_one_ticket_mail() {
+    let backends = Backends::fresh().await;
+    let tag: u64 = rand::random();
+    let stream_settings = move |c: &mut boxoffice_server::config::Config| {
+        c.stream.nats_url = Some("nats://127.0.0.1:4222".into());
+        c.stream.nats_stream = format!("BOXOFFICE_TEST_{tag:016x}");
+        c.stream.nats_subjects = format!("boxoffice.test{tag:016x}.>");
+    };
+    let a = backends.node_with(&redis_url(), true, stream_settings).await;
+    let b = backends.node_with(&redis_url(), false, stream_settings).await;
+    an_order_reaches_its_ticket_mail(&a, &b, "jetstream").await;
+    let mut config = boxoffice_server::stream::JetStreamConfig::new("nats://127.0.0.1:4222");
+    config.stream = format!("BOXOFFICE_TEST_{tag:016x}");
+    config.subjects = format!("boxoffice.test{tag:016x}.>");
+    boxoffice_server::stream::JetStreamStream::connect(config).await.unwrap().delete_stream().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the tansu broker: scripts/install-tansu.sh (.ci/run runs it when installed)"]
+async fn kafka_orders_flow_through_a_shared_kafka_topic_to_one_ticket_mail() {
+    let backends = Backends::fresh().await;
+    let broker = boxoffice_stream::tansu::Broker::start();
+    let address = broker.address.clone();
+    let stream_settings = move |c: &mut boxoffice_server::config::Config| {
+        c.stream.kafka_brokers = vec![address.clone()];
+        c.stream.kafka_topic = "boxoffice.tickets".into();
+    };
+    let a = backends.node_with(&redis_url(), true, stream_settings.clone()).await;
+    let b = backends.node_with(&redis_url(), false, stream_settings).await;
+    an_order_reaches_its_ticket_mail(&a, &b, "kafka").await;
+    drop(broker);
 }
