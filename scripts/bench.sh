@@ -164,6 +164,10 @@ row lt_pipe "bare hyper: 'ok', loadtest --pipeline $DEPTH" req/s wrk_pipe "the g
 row holds_req "holds: hold + release requests" req/s redis_set "ev_1 (60,000 seats), fsync journal, closed loop"
 row holds_pairs "holds: hold/release pairs (holds answered)" holds/s redis_eval "single-seat holds vs the 2-seat script"
 row holds_zipf "holds on Zipf 1.1 seats: holds answered" holds/s pg_for_update "201 or 409 each"
+if [ "$CLUSTER_N" -gt 0 ]; then
+  row redis_per_req "holds: Redis commands per request" cmds "" "INFO stats delta / requests; commands inside scripts and background loops included"
+  row redis_rtt_per_req "holds: Redis script calls per request" calls "" "INFO commandstats EVAL/EVALSHA/FCALL / requests; background loops included"
+fi
 row hold_p50 "hold latency p50, open loop at half capacity" ms "" "no coordinated omission"
 row hold_p99 "hold latency p99, open loop at half capacity" ms "" ""
 row availability "GET /v1/events/ev_1/availability (7.5 KB)" req/s lt_bitmap "same client as the bare handler"
@@ -171,6 +175,10 @@ row browse "browse: event, seat map, availability (ETags)" req/s "" "mostly 304s
 row hot_seats "hot-seats: 1,000 users, 10 seats" answers/s "" "$HOT_EVENT; hold + checkout, 409s once sold"
 row onsale_orders "onsale: orders per second" orders/s "" "fans arriving at 50/s; waiting room, map, hold, pay"
 row onsale_ttfo "onsale: time to order p50" ms "" "arrival to order"
+row onsale_admitted "onsale: admitted per second" fans/s "" "waiting room admissions"
+row onsale_holds "onsale: holds per second" holds/s "" "fans who held seats"
+row onsale_hold_p99 "onsale: hold latency p99" ms "" ""
+row onsale_checkout_p99 "onsale: checkout latency p99" ms "" "payment latency 0"
 row confirms "durable confirms (hold + checkout)" checkouts/s pg_update "201 checkouts; payment latency 0"
 
 # A figure from a loadtest JSON report, by a Python expression over `d`.
@@ -253,10 +261,17 @@ for run in $(seq 1 "$RUNS"); do
     wait_ready "$port" || { tail -n 5 "$WORK/server.log" >&2; exit 1; }
     target="http://127.0.0.1:$port"
   fi
-  settle; loadtest holds --target "$target" --scenario holds --connections "$CONNS"
+  settle
+  [ "$CLUSTER_N" -gt 0 ] && cmds_before=$(redis_commands "$RPORT") && calls_before=$(redis_script_calls "$RPORT")
+  loadtest holds --target "$target" --scenario holds --connections "$CONNS"
   f="$OUT/holds-run$run.json"
   val holds_req "$(jq_py "$f" 'd["throughput"]')" "$l"
   val holds_pairs "$(jq_py "$f" 'op("hold")["rate"]')" "$l"
+  if [ "$CLUSTER_N" -gt 0 ]; then
+    reqs=$(jq_py "$f" 'd["requests"]')
+    val redis_per_req "$(awk -v a="$cmds_before" -v b="$(redis_commands "$RPORT")" -v r="${reqs:-0}" 'BEGIN{if (r > 0) printf "%.2f", (b - a) / r}')" "$l"
+    val redis_rtt_per_req "$(awk -v a="$calls_before" -v b="$(redis_script_calls "$RPORT")" -v r="${reqs:-0}" 'BEGIN{if (r > 0) printf "%.2f", (b - a) / r}')" "$l"
+  fi
   capacity=$(jq_py "$f" 'd["throughput"]')
   settle; loadtest holds-zipf --target "$target" --scenario holds --zipf 1.1 --connections "$CONNS"
   val holds_zipf "$(jq_py "$OUT/holds-zipf-run$run.json" 'op("hold")["rate"]')" "$l"
@@ -277,6 +292,10 @@ for run in $(seq 1 "$RUNS"); do
   f="$OUT/onsale-run$run.json"
   val onsale_orders "$(jq_py "$f" 'd["onsale"]["paid"] / d["elapsed_s"]')" "$l"
   val onsale_ttfo "$(jq_py "$f" 'd["onsale"]["time_to_order_us"]["p50"] / 1000')" "$l"
+  val onsale_admitted "$(jq_py "$f" 'd["onsale"]["admitted"] / d["elapsed_s"]')" "$l"
+  val onsale_holds "$(jq_py "$f" 'd["onsale"]["held"] / d["elapsed_s"]')" "$l"
+  val onsale_hold_p99 "$(jq_py "$f" 'op("hold")["latency_us"]["p99"] / 1000')" "$l"
+  val onsale_checkout_p99 "$(jq_py "$f" 'op("checkout")["latency_us"]["p99"] / 1000')" "$l"
   settle; loadtest confirms --target "$target" --scenario holds --mix hold-checkout --connections "$CONNS"
   val confirms "$(jq_py "$OUT/confirms-run$run.json" 'op("checkout")["statuses"].get("201", 0) / d["elapsed_s"]')" "$l"
   for f in "$OUT"/*-run"$run".json; do

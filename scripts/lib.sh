@@ -45,6 +45,13 @@ for _ in range(1000):
 PY
 )
 }
+# Commands the Redis on this port has processed since it started.
+redis_commands() { redis-cli -p "$1" INFO stats | awk -F: '/^total_commands_processed:/ {print $2+0}'; }
+# Script calls (EVAL, EVALSHA, FCALL and their _ro forms: each one round trip) the Redis
+# on this port has served, from INFO commandstats.
+redis_script_calls() {
+  redis-cli -p "$1" INFO commandstats | awk -F'[:=,]' '/^cmdstat_(evalsha|eval|fcall)(_ro)?:/ { n += $3 } END { print n + 0 }'
+}
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 ratio() { awk "BEGIN{printf \"%.2f\", $1/$2}"; }
 load1() { cut -d' ' -f1 /proc/loadavg; }

@@ -60,6 +60,28 @@ impl Bitmap {
         was != available
     }
 
+    /// This bitmap with every bit of `other` cleared (`self AND NOT other`); bits past
+    /// `other`'s length are kept.
+    pub fn without(&self, other: &Bitmap) -> Bitmap {
+        let mut words = self.words.clone();
+        for (word, mask) in words.iter_mut().zip(&other.words) {
+            *word &= !mask;
+        }
+        let ones = words.iter().map(|w| w.count_ones() as usize).sum();
+        Bitmap { words, len: self.len, ones }
+    }
+
+    /// A bitmap of `len` bits with exactly `indexes` set (indexes past `len` are ignored).
+    pub fn from_indexes(len: usize, indexes: impl IntoIterator<Item = u32>) -> Self {
+        let mut map = Bitmap { words: vec![0; len.div_ceil(64)], len, ones: 0 };
+        for i in indexes {
+            if (i as usize) < len {
+                map.set_available(i, true);
+            }
+        }
+        map
+    }
+
     /// The wire form.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.words.len() * 8);
@@ -107,6 +129,16 @@ impl Bitmap {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn without_clears_the_other_maps_bits() {
+        let all = Bitmap::all_available(70);
+        let mask = Bitmap::from_indexes(70, [0, 9, 69, 200]);
+        assert_eq!(mask.count_available(), 3);
+        let rest = all.without(&mask);
+        assert_eq!(rest.count_available(), 67);
+        assert!(!rest.is_available(0) && !rest.is_available(69) && rest.is_available(1));
+    }
 
     #[test]
     fn wire_layout_is_least_significant_bit_first() {

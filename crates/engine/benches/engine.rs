@@ -91,6 +91,7 @@ async fn pairs(inv: &MemoryInventory, users: &[UserId], rng: &mut Rng, n: u64, f
             ttl_ms: TTL_MS,
             max_seats_per_user: NO_LIMIT,
             orphan_rule: false,
+            blocked: None,
         };
         match inv.hold(request).await {
             Ok(view) => {
@@ -166,6 +167,7 @@ fn best_available(c: &mut Criterion) {
                         ttl_ms: TTL_MS,
                         max_seats_per_user: NO_LIMIT,
                         orphan_rule: false,
+                        blocked: None,
                     };
                     let view = inv.hold(request).await.expect("4 seats are free");
                     black_box(inv.release(view.id).await.expect("own hold is live"));
@@ -190,6 +192,7 @@ fn best_available(c: &mut Criterion) {
                 ttl_ms: TTL_MS * 1_000,
                 max_seats_per_user: NO_LIMIT,
                 orphan_rule: false,
+                blocked: None,
             };
             front_sold.hold(request).await.expect("front rows are free");
         }
@@ -214,6 +217,7 @@ async fn rule_pairs(inv: &MemoryInventory, users: &[UserId], rng: &mut Rng, n: u
             ttl_ms: TTL_MS,
             max_seats_per_user: NO_LIMIT,
             orphan_rule: on,
+            blocked: None,
         };
         let view = inv.hold(request).await.expect("a lone hold on an empty row strands nothing");
         black_box(inv.release(view.id).await.expect("own hold is live"));
@@ -252,6 +256,7 @@ fn orphan_rule(c: &mut Criterion) {
                             ttl_ms: TTL_MS,
                             max_seats_per_user: NO_LIMIT,
                             orphan_rule: on,
+                            blocked: None,
                         };
                         let view = inv.hold(request).await.expect("4 seats are free");
                         black_box(inv.release(view.id).await.expect("own hold is live"));

@@ -43,12 +43,24 @@ pub enum EndReason {
     Confirmed = 3,
 }
 
-/// One journaled change.
+/// One journaled change. `Pool`: the event's waitlist flag after the change, and seats that
+/// entered or left its pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
     Hold { hold: HoldId, user: UserId, seats: Vec<u32>, created_ms: UnixMs, expires_ms: UnixMs },
     End { hold: HoldId, reason: EndReason },
+    Pool { event: EventId, on: bool, add: Vec<u32>, remove: Vec<u32> },
 }
+
+/// An event's waitlist flag and pool at the end of the replayed journal.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct JournaledPool {
+    pub on: bool,
+    pub seats: std::collections::BTreeSet<u32>,
+}
+
+/// Seats per pool record, so that a record stays under [`MAX_RECORD_BYTES`].
+pub const POOL_RECORD_SEATS: usize = 8_000;
 
 /// A hold that was live at the end of the replayed journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +74,7 @@ pub struct JournaledHold {
 
 const KIND_HOLD: u8 = 1;
 const KIND_END: u8 = 2;
+const KIND_POOL: u8 = 3;
 
 fn fnv1a32(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0x811c_9dc5u32, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
@@ -89,6 +102,17 @@ impl Record {
                 out.push(KIND_END);
                 put_hold(out, hold);
                 out.push(*reason as u8);
+            }
+            Record::Pool { event, on, add, remove } => {
+                out.push(KIND_POOL);
+                out.extend_from_slice(&event.0.to_le_bytes());
+                out.push(u8::from(*on));
+                for seats in [add, remove] {
+                    out.extend_from_slice(&(seats.len() as u32).to_le_bytes());
+                    for seat in seats {
+                        out.extend_from_slice(&seat.to_le_bytes());
+                    }
+                }
             }
         }
         let body_len = out.len() - start - 8;
@@ -119,6 +143,24 @@ impl Record {
                     _ => return None,
                 };
                 Record::End { hold, reason }
+            }
+            KIND_POOL => {
+                let event = EventId(r.u64()?);
+                let on = match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return None,
+                };
+                let mut lists = [Vec::new(), Vec::new()];
+                for list in &mut lists {
+                    let count = r.u32()? as usize;
+                    if count > MAX_RECORD_BYTES / 4 {
+                        return None;
+                    }
+                    *list = (0..count).map(|_| r.u32()).collect::<Option<Vec<_>>>()?;
+                }
+                let [add, remove] = lists;
+                Record::Pool { event, on, add, remove }
             }
             _ => return None,
         };
@@ -163,6 +205,13 @@ impl<'a> Reader<'a> {
 
 /// Replays journal bytes: the holds still live at the end, and how many bytes were valid.
 pub fn replay(bytes: &[u8]) -> (Vec<JournaledHold>, usize) {
+    let (holds, _, valid) = replay_with_pools(bytes);
+    (holds, valid)
+}
+
+/// [`replay`], with every event's waitlist flag and pool at the end.
+pub fn replay_with_pools(bytes: &[u8]) -> (Vec<JournaledHold>, HashMap<EventId, JournaledPool>, usize) {
+    let mut pools: HashMap<EventId, JournaledPool> = HashMap::new();
     let mut live: HashMap<HoldId, JournaledHold> = HashMap::new();
     let mut order: Vec<HoldId> = Vec::new();
     let mut at = 0;
@@ -185,11 +234,20 @@ pub fn replay(bytes: &[u8]) -> (Vec<JournaledHold>, usize) {
             Record::End { hold, .. } => {
                 live.remove(&hold);
             }
+            Record::Pool { event, on, add, remove } => {
+                let pool = pools.entry(event).or_default();
+                pool.on = on;
+                pool.seats.extend(add);
+                for seat in remove {
+                    pool.seats.remove(&seat);
+                }
+            }
         }
         at += 8 + len;
     }
     let holds = order.into_iter().filter_map(|id| live.remove(&id)).collect();
-    (holds, at)
+    pools.retain(|_, pool| pool.on || !pool.seats.is_empty());
+    (holds, pools, at)
 }
 
 /// A promise that appended bytes will be durable: resolved by the writer thread once
@@ -232,6 +290,14 @@ impl Journal {
     /// Replays `dir/holds.journal` and starts a fresh journal file beside it. Returns the
     /// holds that were live, in the order they were made.
     pub fn open(dir: &Path, mode: SyncMode) -> io::Result<(Journal, Vec<JournaledHold>)> {
+        Self::open_with_pools(dir, mode).map(|(journal, holds, _)| (journal, holds))
+    }
+
+    /// [`open`](Self::open), with the waitlist pools that were in the journal.
+    pub fn open_with_pools(
+        dir: &Path,
+        mode: SyncMode,
+    ) -> io::Result<(Journal, Vec<JournaledHold>, HashMap<EventId, JournaledPool>)> {
         std::fs::create_dir_all(dir)?;
         let mut bytes = Vec::new();
         match File::open(dir.join(FILE_NAME)) {
@@ -241,7 +307,7 @@ impl Journal {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        let (holds, valid) = replay(&bytes);
+        let (holds, pools, valid) = replay_with_pools(&bytes);
         if valid < bytes.len() {
             tracing::warn!(
                 valid_bytes = valid,
@@ -266,7 +332,7 @@ impl Journal {
             .name("hold-journal".into())
             .spawn(move || write_loop(&writer_shared, file, mode))?;
         let journal = Journal { shared, writer: Mutex::new(Some(writer)), dir: dir.to_owned() };
-        Ok((journal, holds))
+        Ok((journal, holds, pools))
     }
 
     /// Encodes a record into `out` (to batch several records into one append).

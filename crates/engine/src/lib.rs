@@ -17,10 +17,10 @@ pub mod redis;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use boxoffice_core::{EventId, HoldId, HoldView, SeatMap, UnixMs, UserId};
+use boxoffice_core::{Bitmap, EventId, HoldId, HoldView, SeatMap, UnixMs, UserId};
 use bytes::Bytes;
 
-pub use self::redis::{RedisConfig, RedisInventory};
+pub use self::redis::{RedisConfig, RedisConnection, RedisInventory};
 pub use memory::MemoryInventory;
 
 /// What a hold asks for.
@@ -53,6 +53,10 @@ pub struct HoldRequest {
     /// available seat alone between taken seats, or between a taken seat and an aisle or
     /// row end (see `SeatMap::stranded_by`), and pick best available so that it never does.
     pub orphan_rule: bool,
+    /// Seats this request may not take (bit set = blocked, the availability bitmap's
+    /// layout): seats of allocations the caller is not entitled to. Best available never
+    /// picks them; named seats among them are refused with `NotEntitled`.
+    pub blocked: Option<Arc<Bitmap>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,6 +71,9 @@ pub enum InventoryError {
     DuplicateSeat,
     #[error("seats unavailable")]
     SeatsUnavailable(Vec<u32>),
+    /// These seats (ascending) are blocked for this request (`HoldRequest::blocked`).
+    #[error("the caller is not entitled to these seats")]
+    NotEntitled(Vec<u32>),
     #[error("not enough adjacent or nearby seats available")]
     NotEnoughSeats,
     /// The hold would leave these available seats (ascending) alone in their rows.
@@ -186,6 +193,42 @@ pub enum ChangeKind {
     Released(ReleaseReason),
     /// HELD -> SOLD by `confirm`, or -> SOLD by `mark_sold`.
     Sold,
+    /// HELD or SOLD -> the event's waitlist pool (freed while the event's waitlist flag is
+    /// set): still unavailable, waiting to be offered. `hold`/`user` are the seats' last.
+    Pooled(ReleaseReason),
+    /// Pool -> HELD by the record's hold (an offer to a waitlisted fan).
+    Offered,
+    /// Pool -> AVAILABLE (no waiting entry fits, or the waitlist emptied). No user.
+    Unpooled,
+}
+
+/// The user that pool seats are attributed to in the audit history.
+pub const WAITLIST_POOL_USER: &str = "@waitlist";
+
+/// The pseudo hold that "holds" an event's pool seats in the audit history (nonce 0,
+/// which no random hold id takes in practice).
+pub fn waitlist_pool_hold(event: EventId) -> HoldId {
+    HoldId { event, nonce: 0 }
+}
+
+/// An event's waitlist pool: seats freed while the flag was set, unavailable to anyone
+/// until offered or released to general sale.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Pool {
+    /// Freed seats go to the pool (not back on sale) while this is set.
+    pub on: bool,
+    /// The pool's seats, ascending.
+    pub seats: Vec<u32>,
+}
+
+/// An offer: pool seats moved atomically into a new hold in the fan's name.
+#[derive(Debug, Clone)]
+pub struct OfferRequest {
+    pub event: EventId,
+    pub user: UserId,
+    pub seats: Vec<u32>,
+    pub ttl_ms: u64,
+    pub max_seats_per_user: u32,
 }
 
 /// One change of seat states, as the engine made it: the raw material of the audit
@@ -319,6 +362,24 @@ pub trait Inventory: Send + Sync + 'static {
 
     /// Makes everything accepted so far durable.
     async fn flush(&self) -> Result<()>;
+
+    /// Sets or clears the event's waitlist flag. While set, seats freed by expiry, a
+    /// release or a refund (`release_sold` with [`ReleaseReason::Refund`]) go to the
+    /// event's pool in the same atomic step instead of back on sale. Clearing it returns
+    /// the whole pool to sale in the same step; returns the seats so returned.
+    async fn set_waitlist(&self, event: EventId, on: bool) -> Result<Vec<u32>>;
+
+    /// The event's waitlist flag and pool (after expiring what is due).
+    async fn pool(&self, event: EventId) -> Result<Pool>;
+
+    /// Moves pool seats into a new hold for the fan, all or nothing: seats not in the
+    /// pool (offered meanwhile, e.g. by another node) answer `SeatsUnavailable` naming
+    /// them, and nothing changes.
+    async fn offer(&self, request: OfferRequest) -> Result<HoldView>;
+
+    /// Pool -> AVAILABLE for these seats (those not in the pool are left alone); returns
+    /// the seats released.
+    async fn release_pool(&self, event: EventId, seats: &[u32]) -> Result<Vec<u32>>;
 
     /// Checks that the inventory's backend answers (`/readyz`). An in-process inventory
     /// always does.

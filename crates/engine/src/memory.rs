@@ -14,11 +14,13 @@ use boxoffice_core::{Bitmap, EventId, HoldId, HoldStatus, HoldView, SeatMap, Uni
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
-use crate::journal::{EndReason, Journal, JournaledHold, Record, SyncMode, Ticket};
+use crate::journal::{
+    EndReason, Journal, JournaledHold, JournaledPool, POOL_RECORD_SEATS, Record, SyncMode, Ticket,
+};
 use crate::{
     Availability, ChangeKind, ChangeRecord, Clock, EventTruth, Feed, History, HoldRequest, Inventory,
-    InventoryError, RebuildLock, ReleaseReason, Result, SeatChanges, SeatCounts, Selection, SoldSeat,
-    StalePin, SystemClock,
+    InventoryError, OfferRequest, Pool, RebuildLock, ReleaseReason, Result, SeatChanges, SeatCounts,
+    Selection, SoldSeat, StalePin, SystemClock,
 };
 
 /// Settings of the embedded inventory.
@@ -70,6 +72,8 @@ enum SeatState {
     Available,
     Held(u128),
     Sold(UserId),
+    /// In the event's waitlist pool (unavailable, owned by no one).
+    Pooled,
 }
 
 #[derive(Debug, Clone)]
@@ -124,6 +128,10 @@ struct ShardState {
     now_ms: UnixMs,
     /// The inventory's epoch (see [`MemoryInventory`]'s).
     epoch: u64,
+    /// The waitlist flag: freed seats go to `pool` instead of back on sale.
+    pool_on: bool,
+    /// Seats in the waitlist pool (state `Pooled`, bit 0).
+    pool: BTreeSet<u32>,
 }
 
 struct Shard {
@@ -137,6 +145,8 @@ pub struct MemoryInventory {
     shards: RwLock<HashMap<EventId, Arc<Shard>>>,
     journal: Option<Journal>,
     recovered: Mutex<HashMap<EventId, Vec<JournaledHold>>>,
+    /// Waitlist pools from the journal, installed as their events are loaded.
+    recovered_pools: Mutex<HashMap<EventId, JournaledPool>>,
     clock: Arc<dyn Clock>,
     config: MemoryConfig,
     /// When this inventory was opened: versions restart with the process, so this is the
@@ -149,12 +159,12 @@ impl MemoryInventory {
     /// are installed as their events are loaded; call
     /// [`commit_recovery`](Self::commit_recovery) once every event is loaded.
     pub fn open(config: MemoryConfig, clock: Arc<dyn Clock>) -> std::io::Result<Self> {
-        let (journal, holds) = match &config.journal_dir {
+        let (journal, holds, pools) = match &config.journal_dir {
             Some(dir) => {
-                let (journal, holds) = Journal::open(dir, config.sync)?;
-                (Some(journal), holds)
+                let (journal, holds, pools) = Journal::open_with_pools(dir, config.sync)?;
+                (Some(journal), holds, pools)
             }
-            None => (None, Vec::new()),
+            None => (None, Vec::new(), HashMap::new()),
         };
         let mut recovered: HashMap<EventId, Vec<JournaledHold>> = HashMap::new();
         for hold in holds {
@@ -164,6 +174,7 @@ impl MemoryInventory {
             shards: RwLock::new(HashMap::new()),
             journal,
             recovered: Mutex::new(recovered),
+            recovered_pools: Mutex::new(pools),
             epoch: clock.now_ms(),
             clock,
             config,
@@ -180,6 +191,7 @@ impl MemoryInventory {
     /// fresh journal replaces the old one.
     pub async fn commit_recovery(&self) -> Result<()> {
         let orphans: usize = self.recovered.lock().drain().map(|(_, h)| h.len()).sum();
+        self.recovered_pools.lock().clear();
         if orphans > 0 {
             tracing::warn!(holds = orphans, "journaled holds of unknown events were dropped");
         }
@@ -274,10 +286,14 @@ impl Step<'_> {
         let (user, expires_ms) = (hold.user.clone(), hold.expires_ms);
         st.expiry.remove(&(expires_ms, nonce));
         let confirmed = status == HoldStatus::Confirmed;
+        let pooled = !confirmed && st.pools(why);
         for &seat in &seats {
             debug_assert_eq!(st.seats[seat as usize], SeatState::Held(nonce));
             if confirmed {
                 st.seats[seat as usize] = SeatState::Sold(user.clone());
+            } else if pooled {
+                st.seats[seat as usize] = SeatState::Pooled;
+                st.pool.insert(seat);
             } else {
                 st.seats[seat as usize] = SeatState::Available;
                 st.bitmap.set_available(seat, true);
@@ -295,7 +311,13 @@ impl Step<'_> {
             }
         }
         st.version += 1;
-        let kind = if confirmed { ChangeKind::Sold } else { ChangeKind::Released(why) };
+        let kind = if confirmed {
+            ChangeKind::Sold
+        } else if pooled {
+            ChangeKind::Pooled(why)
+        } else {
+            ChangeKind::Released(why)
+        };
         st.record(kind, seats.clone(), Some(nonce), Some(user.clone()), false);
         let reason = match status {
             HoldStatus::Released => EndReason::Released,
@@ -304,6 +326,9 @@ impl Step<'_> {
             HoldStatus::Held | HoldStatus::Confirming => unreachable!("a live status ends nothing"),
         };
         self.append(Record::End { hold: HoldId { event: self.shard.event, nonce }, reason });
+        if pooled {
+            self.pool_record(st, &seats, &[]);
+        }
         if let Some(hold) = st.holds.get_mut(&nonce) {
             hold.seats = seats;
         }
@@ -314,6 +339,42 @@ impl Step<'_> {
             }
         }
         st.ended_order.push_back(nonce);
+    }
+
+    /// Journals the pool's flag and a change of its seats (in records of bounded size).
+    fn pool_record(&mut self, st: &ShardState, add: &[u32], remove: &[u32]) {
+        let event = self.shard.event;
+        let on = st.pool_on;
+        if add.is_empty() && remove.is_empty() {
+            self.append(Record::Pool { event, on, add: Vec::new(), remove: Vec::new() });
+        }
+        for chunk in add.chunks(POOL_RECORD_SEATS) {
+            self.append(Record::Pool { event, on, add: chunk.to_vec(), remove: Vec::new() });
+        }
+        for chunk in remove.chunks(POOL_RECORD_SEATS) {
+            self.append(Record::Pool { event, on, add: Vec::new(), remove: chunk.to_vec() });
+        }
+    }
+
+    /// Pool -> AVAILABLE for the seats in the pool among `seats`, as one change.
+    fn unpool(&mut self, st: &mut ShardState, seats: &[u32]) -> Vec<u32> {
+        let released: Vec<u32> = seats.iter().copied().filter(|s| st.pool.contains(s)).collect();
+        let mut released = released;
+        released.sort_unstable();
+        released.dedup();
+        if released.is_empty() {
+            return released;
+        }
+        for &seat in &released {
+            st.pool.remove(&seat);
+            st.seats[seat as usize] = SeatState::Available;
+            st.bitmap.set_available(seat, true);
+            st.record_change(seat, true);
+        }
+        st.version += 1;
+        st.record(ChangeKind::Unpooled, released.clone(), None, None, false);
+        self.pool_record(st, &[], &released);
+        released
     }
 
     /// Expires every unpinned hold whose time is up.
@@ -360,7 +421,14 @@ impl ShardState {
             history_capacity: config.history_records,
             now_ms: 0,
             epoch: 0,
+            pool_on: false,
+            pool: BTreeSet::new(),
         }
+    }
+
+    /// Whether seats freed for this reason go to the waitlist pool now.
+    fn pools(&self, why: ReleaseReason) -> bool {
+        self.pool_on && matches!(why, ReleaseReason::User | ReleaseReason::Expiry | ReleaseReason::Refund)
     }
 
     fn view(&self, event: EventId, nonce: u128) -> Result<HoldView> {
@@ -536,7 +604,7 @@ impl ShardState {
             let available = self.bitmap.is_available(i as u32);
             match state {
                 SeatState::Available if !available => return Err(format!("seat {i} bit is 0")),
-                SeatState::Held(_) | SeatState::Sold(_) if available => {
+                SeatState::Held(_) | SeatState::Sold(_) | SeatState::Pooled if available => {
                     return Err(format!("seat {i} is taken but its bit is 1"));
                 }
                 SeatState::Held(nonce) => {
@@ -550,8 +618,16 @@ impl ShardState {
                     *per_user.entry(user).or_default() += 1;
                     sold += 1;
                 }
+                SeatState::Pooled => {
+                    if !self.pool.contains(&(i as u32)) {
+                        return Err(format!("seat {i} is pooled but not in the pool"));
+                    }
+                }
                 SeatState::Available => {}
             }
+        }
+        if self.pool.iter().any(|&s| self.seats.get(s as usize) != Some(&SeatState::Pooled)) {
+            return Err("the pool lists a seat that is not pooled".into());
         }
         for (nonce, hold) in self.live_holds() {
             for &seat in &hold.seats {
@@ -578,8 +654,10 @@ impl ShardState {
         if expected != per_user {
             return Err("per-user seat counts differ from the seats".into());
         }
-        if self.bitmap.count_available() as u32 + held + sold != self.seats.len() as u32 {
-            return Err("available + held + sold != seats".into());
+        if self.bitmap.count_available() as u32 + held + sold + self.pool.len() as u32
+            != self.seats.len() as u32
+        {
+            return Err("available + held + sold + pooled != seats".into());
         }
         Ok(())
     }
@@ -630,6 +708,7 @@ impl Inventory for MemoryInventory {
             let shard = Arc::new(Shard { event, state: Mutex::new(fresh), map });
             let now = self.clock.now_ms();
             let recovered = recovered_by_event.remove(&event).unwrap_or_default();
+            let recovered_pool = self.recovered_pools.lock().remove(&event);
             let last_seq = {
                 let mut step = self.step(&shard);
                 let mut st = shard.state.lock();
@@ -678,6 +757,22 @@ impl Inventory for MemoryInventory {
                 if restored + dropped > 0 {
                     tracing::info!(%event, restored, dropped, "holds recovered from the journal");
                 }
+                if let Some(pool) = recovered_pool {
+                    // The pool comes back as it was: its seats were freed while the
+                    // waitlist was on and must not be sold around it after a restart.
+                    st.pool_on = pool.on;
+                    let mut seats = Vec::with_capacity(pool.seats.len());
+                    for seat in pool.seats {
+                        if st.seats.get(seat as usize) == Some(&SeatState::Available) {
+                            st.seats[seat as usize] = SeatState::Pooled;
+                            st.bitmap.set_available(seat, false);
+                            st.pool.insert(seat);
+                            seats.push(seat);
+                        }
+                    }
+                    step.pool_record(&st, &seats, &[]);
+                    tracing::info!(%event, on = st.pool_on, seats = seats.len(), "waitlist pool recovered from the journal");
+                }
                 debug_assert_eq!(st.check(&shard.map), Ok(()));
                 step.submit()
             };
@@ -717,19 +812,31 @@ impl Inventory for MemoryInventory {
                             unavailable.push(seat);
                         }
                     }
+                    if let Some(blocked) = &request.blocked {
+                        let mut refused: Vec<u32> =
+                            seats.iter().copied().filter(|&s| blocked.is_available(s)).collect();
+                        if !refused.is_empty() {
+                            refused.sort_unstable();
+                            return Err(InventoryError::NotEntitled(refused));
+                        }
+                    }
                     if !unavailable.is_empty() {
                         return Err(InventoryError::SeatsUnavailable(unavailable));
                     }
                     seats
                 }
-                Selection::BestAvailable { count, section } if request.orphan_rule => shard
-                    .map
-                    .best_available_strict(&st.bitmap, count, section)
-                    .ok_or(InventoryError::NotEnoughSeats)?,
-                Selection::BestAvailable { count, section } => shard
-                    .map
-                    .best_available(&st.bitmap, count, section)
-                    .ok_or(InventoryError::NotEnoughSeats)?,
+                Selection::BestAvailable { count, section } => {
+                    // Blocked seats look taken to the picker; the rule's final check below
+                    // still sees the real bitmap.
+                    let masked = request.blocked.as_ref().map(|blocked| st.bitmap.without(blocked));
+                    let free = masked.as_ref().unwrap_or(&st.bitmap);
+                    let picked = if request.orphan_rule {
+                        shard.map.best_available_strict(free, count, section)
+                    } else {
+                        shard.map.best_available(free, count, section)
+                    };
+                    picked.ok_or(InventoryError::NotEnoughSeats)?
+                }
             };
             if seats.is_empty() {
                 return Err(InventoryError::NotEnoughSeats);
@@ -864,7 +971,8 @@ impl Inventory for MemoryInventory {
             step.expire_due(&mut st, now);
             let counts = SeatCounts {
                 available: st.bitmap.count_available() as u32,
-                held: st.held_seats,
+                // Pool seats count as held: unavailable, kept for the waitlist.
+                held: st.held_seats + st.pool.len() as u32,
                 sold: st.sold_seats,
             };
             (counts, step.submit())
@@ -911,11 +1019,17 @@ impl Inventory for MemoryInventory {
             step.expire_due(&mut st, now);
             let mut released = Vec::new();
             let mut by_owner: Vec<(UserId, Vec<u32>)> = Vec::new();
+            let pooled = st.pools(reason);
             for &seat in seats {
                 let Some(SeatState::Sold(owner)) = st.seats.get(seat as usize).cloned() else { continue };
-                st.seats[seat as usize] = SeatState::Available;
-                st.bitmap.set_available(seat, true);
-                st.record_change(seat, true);
+                if pooled {
+                    st.seats[seat as usize] = SeatState::Pooled;
+                    st.pool.insert(seat);
+                } else {
+                    st.seats[seat as usize] = SeatState::Available;
+                    st.bitmap.set_available(seat, true);
+                    st.record_change(seat, true);
+                }
                 st.sold_seats -= 1;
                 if let Some(count) = st.per_user.get_mut(&owner) {
                     *count -= 1;
@@ -931,8 +1045,12 @@ impl Inventory for MemoryInventory {
             }
             if !released.is_empty() {
                 st.version += 1;
+                let kind = if pooled { ChangeKind::Pooled(reason) } else { ChangeKind::Released(reason) };
                 for (owner, seats) in by_owner {
-                    st.record(ChangeKind::Released(reason), seats, None, Some(owner), false);
+                    st.record(kind, seats, None, Some(owner), false);
+                }
+                if pooled {
+                    step.pool_record(&st, &released, &[]);
                 }
             }
             debug_assert_eq!(st.check(&shard.map), Ok(()));
@@ -957,6 +1075,11 @@ impl Inventory for MemoryInventory {
                     None | Some(SeatState::Sold(_)) => continue,
                     Some(SeatState::Held(nonce)) => {
                         step.end_because(&mut st, nonce, HoldStatus::Released, ReleaseReason::Superseded)
+                    }
+                    // The order is the truth: the seat leaves the pool (made available for
+                    // the record, and at once sold below).
+                    Some(SeatState::Pooled) => {
+                        step.unpool(&mut st, &[sold.seat_index]);
                     }
                     Some(SeatState::Available) => {}
                 }
@@ -1076,6 +1199,128 @@ impl Inventory for MemoryInventory {
         Ok(true)
     }
 
+    async fn set_waitlist(&self, event: EventId, on: bool) -> Result<Vec<u32>> {
+        let shard = self.shard(event)?;
+        let now = self.clock.now_ms();
+        let (released, ticket) = {
+            let mut step = self.step(&shard);
+            let mut st = shard.state.lock();
+            step.expire_due(&mut st, now);
+            let changed = st.pool_on != on;
+            st.pool_on = on;
+            let released = if on {
+                Vec::new()
+            } else {
+                let all: Vec<u32> = st.pool.iter().copied().collect();
+                step.unpool(&mut st, &all)
+            };
+            if changed && released.is_empty() {
+                step.pool_record(&st, &[], &[]);
+            }
+            debug_assert_eq!(st.check(&shard.map), Ok(()));
+            (released, step.submit())
+        };
+        self.durable(ticket).await?;
+        Ok(released)
+    }
+
+    async fn pool(&self, event: EventId) -> Result<Pool> {
+        let shard = self.shard(event)?;
+        let now = self.clock.now_ms();
+        let (pool, ticket) = {
+            let mut step = self.step(&shard);
+            let mut st = shard.state.lock();
+            step.expire_due(&mut st, now);
+            (Pool { on: st.pool_on, seats: st.pool.iter().copied().collect() }, step.submit())
+        };
+        self.durable(ticket).await?;
+        Ok(pool)
+    }
+
+    async fn offer(&self, request: OfferRequest) -> Result<HoldView> {
+        let shard = self.shard(request.event)?;
+        let now = self.clock.now_ms();
+        let (view, ticket) = {
+            let mut step = self.step(&shard);
+            let mut st = shard.state.lock();
+            step.expire_due(&mut st, now);
+            let n = request.seats.len() as u32;
+            if n == 0 {
+                return Err(InventoryError::NotEnoughSeats);
+            }
+            let mut missing = Vec::new();
+            for (k, &seat) in request.seats.iter().enumerate() {
+                if seat as usize >= st.seats.len() {
+                    return Err(InventoryError::BadSeat(seat));
+                }
+                if request.seats[..k].contains(&seat) {
+                    return Err(InventoryError::DuplicateSeat);
+                }
+                if !st.pool.contains(&seat) {
+                    missing.push(seat);
+                }
+            }
+            if !missing.is_empty() {
+                return Err(InventoryError::SeatsUnavailable(missing));
+            }
+            let current = st.per_user.get(&request.user).copied().unwrap_or(0);
+            if current.saturating_add(n) > request.max_seats_per_user {
+                return Err(InventoryError::UserLimit {
+                    current,
+                    requested: n,
+                    limit: request.max_seats_per_user,
+                });
+            }
+            let id = HoldId::random(request.event);
+            let hold = LiveHold {
+                user: request.user.clone(),
+                seats: request.seats.clone(),
+                created_ms: now,
+                expires_ms: now.saturating_add(request.ttl_ms),
+                pin: None,
+                ended: None,
+            };
+            // Pool -> HELD: the bits stay 0, so no availability flip is recorded.
+            for &seat in &request.seats {
+                st.pool.remove(&seat);
+                st.seats[seat as usize] = SeatState::Held(id.nonce);
+            }
+            st.held_seats += n;
+            *st.per_user.entry(request.user.clone()).or_insert(0) += n;
+            st.version += 1;
+            st.record(ChangeKind::Offered, request.seats.clone(), Some(id.nonce), Some(request.user), false);
+            st.expiry.insert((hold.expires_ms, id.nonce));
+            step.pool_record(&st, &[], &hold.seats);
+            step.append(Record::Hold {
+                hold: id,
+                user: hold.user.clone(),
+                seats: hold.seats.clone(),
+                created_ms: hold.created_ms,
+                expires_ms: hold.expires_ms,
+            });
+            st.holds.insert(id.nonce, hold);
+            debug_assert_eq!(st.check(&shard.map), Ok(()));
+            (st.view(request.event, id.nonce)?, step.submit())
+        };
+        self.durable(ticket).await?;
+        Ok(view)
+    }
+
+    async fn release_pool(&self, event: EventId, seats: &[u32]) -> Result<Vec<u32>> {
+        let shard = self.shard(event)?;
+        let now = self.clock.now_ms();
+        let (released, ticket) = {
+            let mut step = self.step(&shard);
+            let mut st = shard.state.lock();
+            step.expire_due(&mut st, now);
+            let released = step.unpool(&mut st, seats);
+            debug_assert_eq!(st.check(&shard.map), Ok(()));
+            (released, step.submit())
+        };
+        self.durable(ticket).await?;
+        Ok(released)
+    }
+
     async fn flush(&self) -> Result<()> {
         match &self.journal {
             Some(journal) => journal.flush().await.map_err(InventoryError::Journal),
@@ -1117,6 +1362,7 @@ mod tests {
             ttl_ms: 10_000,
             max_seats_per_user: 8,
             orphan_rule: false,
+            blocked: None,
         };
         inv.hold(request).await.expect("hold")
     }

@@ -29,17 +29,28 @@
 //! The event is then rebuilt from the order store once, under its `rebuild` lock key
 //! (`SET NX PX`, in the event's hash tag), with a new epoch: see
 //! [`Inventory::begin_rebuild`].
+//!
+//! On Redis Cluster ([`connection`], `redis+cluster://...`) every script also declares the
+//! event's `guard` key, which is never written. While the event's slot migrates to another
+//! master, Redis answers a script whose keys are only partly on a node `TRYAGAIN` instead
+//! of running it, so with the always-missing `guard` no script of the event runs until the
+//! migration is complete (the client retries, then follows the `MOVED`). Without it, a
+//! script that found every key could delete an emptied zset and recreate it in one run,
+//! and Redis would refuse the second write mid-script (the key would count as moved),
+//! leaving half a change.
+
+pub mod connection;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use ::redis::aio::ConnectionManager;
 use ::redis::{Script, Value};
 use async_trait::async_trait;
 use boxoffice_core::{Bitmap, EventId, HoldId, HoldStatus, HoldView, SeatMap, UnixMs, UserId};
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
+pub use self::connection::RedisConnection;
 use crate::{
     Availability, ChangeKind, ChangeRecord, Clock, EventTruth, Feed, History, HoldRequest, Inventory,
     InventoryError, RebuildLock, ReleaseReason, Result, SeatChanges, SeatCounts, Selection, SoldSeat,
@@ -101,8 +112,8 @@ const MAX_TTL_MS: u64 = 10 * 365 * 24 * 60 * 60 * 1000;
 const MAX_HISTORY_PAGE: usize = 1_000_000;
 
 /// The event's keys, in the order the scripts declare them.
-const KEY_NAMES: [&str; 9] =
-    ["meta", "bits", "seats", "users", "holds", "expiry", "pins", "ended", "changes"];
+const KEY_NAMES: [&str; 10] =
+    ["meta", "bits", "seats", "users", "holds", "expiry", "pins", "ended", "changes", "pool"];
 
 macro_rules! script {
     ($name:literal) => {
@@ -129,6 +140,10 @@ struct Scripts {
     snapshot: Script,
     rebuild_lock: Script,
     rebuild: Script,
+    set_waitlist: Script,
+    pool: Script,
+    offer: Script,
+    release_pool: Script,
 }
 
 impl Scripts {
@@ -152,6 +167,10 @@ impl Scripts {
             snapshot: script!("snapshot"),
             rebuild_lock: script!("rebuild_lock"),
             rebuild: script!("rebuild"),
+            set_waitlist: script!("waitlist"),
+            pool: script!("pool"),
+            offer: script!("offer"),
+            release_pool: script!("release_pool"),
         }
     }
 }
@@ -159,7 +178,7 @@ impl Scripts {
 /// The Redis [`Inventory`]. Several instances (nodes) on one Redis and prefix are one
 /// inventory.
 pub struct RedisInventory {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     config: RedisConfig,
     scripts: Scripts,
     /// Seat maps of the events this node has loaded (for best available and the sweep).
@@ -180,10 +199,10 @@ struct ReadState {
 }
 
 impl RedisInventory {
-    /// Connects (the connection is re-established by itself after failures).
+    /// Connects to one Redis or a Redis Cluster (`redis+cluster://`); the connection is
+    /// re-established by itself after failures.
     pub async fn connect(config: RedisConfig) -> ::redis::RedisResult<Self> {
-        let client = ::redis::Client::open(config.url.as_str())?;
-        let conn = ConnectionManager::new(client).await?;
+        let conn = RedisConnection::connect(&config.url).await?;
         Ok(RedisInventory {
             conn,
             config,
@@ -217,7 +236,7 @@ impl RedisInventory {
         self.maps.read().keys().copied().collect()
     }
 
-    fn keys(&self, event: EventId) -> [String; 9] {
+    fn keys(&self, event: EventId) -> [String; 10] {
         KEY_NAMES.map(|name| format!("{}{{ev:{}}}:{name}", self.config.key_prefix, event.0))
     }
 
@@ -226,12 +245,19 @@ impl RedisInventory {
         format!("{}{{ev:{}}}:rebuild", self.config.key_prefix, event.0)
     }
 
+    /// The event's `guard` key, declared last by every script and never written, so that
+    /// no script runs while the event's slot migrates (see the module's documentation).
+    fn guard_key(&self, event: EventId) -> String {
+        format!("{}{{ev:{}}}:guard", self.config.key_prefix, event.0)
+    }
+
     /// Runs one script on the event's keys with the common arguments, then `args`.
     async fn call(&self, script: &Script, event: EventId, args: &[String]) -> Result<Value> {
         let mut invocation = script.prepare_invoke();
         for key in self.keys(event) {
             invocation.key(key);
         }
+        invocation.key(self.guard_key(event));
         let now = self.config.clock.as_ref().map(|c| c.now_ms().to_string()).unwrap_or_default();
         invocation.arg(now).arg(self.config.change_stream_len).arg(self.config.ended_hold_keep_ms);
         for arg in args {
@@ -256,6 +282,7 @@ impl RedisInventory {
             invocation.key(key);
         }
         invocation.key(self.lock_key(event));
+        invocation.key(self.guard_key(event));
         let now = self.config.clock.as_ref().map(|c| c.now_ms().to_string()).unwrap_or_default();
         invocation.arg(now).arg(self.config.change_stream_len).arg(self.config.ended_hold_keep_ms);
         for arg in args {
@@ -347,6 +374,11 @@ impl RedisInventory {
             let bitmap = Bitmap::from_bytes(&state.bitmap, map.len()).ok_or_else(|| {
                 InventoryError::Journal("redis: the event's bitmap does not fit its seat map".into())
             })?;
+            // Blocked seats look taken to the picker (the script's checks see the real bits).
+            let bitmap = match &request.blocked {
+                Some(blocked) => bitmap.without(blocked),
+                None => bitmap,
+            };
             let picked = if request.orphan_rule {
                 map.best_available_strict(&bitmap, count, section)
             } else {
@@ -392,6 +424,7 @@ impl Inventory for RedisInventory {
         for key in self.keys(event) {
             invocation.key(key);
         }
+        invocation.key(self.guard_key(event));
         let now = self.config.clock.as_ref().map(|c| c.now_ms().to_string()).unwrap_or_default();
         invocation.arg(now).arg(self.config.change_stream_len).arg(self.config.ended_hold_keep_ms);
         invocation.arg(&args[0]).arg(bitmap.to_bytes());
@@ -418,7 +451,20 @@ impl Inventory for RedisInventory {
     async fn hold(&self, request: HoldRequest) -> Result<HoldView> {
         self.map(request.event)?;
         match &request.selection {
-            Selection::Seats(seats) => self.hold_seats(&request, seats).await,
+            Selection::Seats(seats) => {
+                // The blocked seats are the caller's decision, not Redis state: checked
+                // here, before the script, like the memory backend does in its step.
+                if let Some(blocked) = &request.blocked {
+                    let mut refused: Vec<u32> =
+                        seats.iter().copied().filter(|&s| blocked.is_available(s)).collect();
+                    if !refused.is_empty() {
+                        refused.sort_unstable();
+                        refused.dedup();
+                        return Err(InventoryError::NotEntitled(refused));
+                    }
+                }
+                self.hold_seats(&request, seats).await
+            }
             Selection::BestAvailable { count, section } => {
                 self.hold_best_available(&request, *count, *section).await
             }
@@ -565,6 +611,38 @@ impl Inventory for RedisInventory {
     /// Redis answers a script after applying it: nothing is pending on the node.
     async fn flush(&self) -> Result<()> {
         Ok(())
+    }
+
+    async fn set_waitlist(&self, event: EventId, on: bool) -> Result<Vec<u32>> {
+        let reply =
+            self.call(&self.scripts.set_waitlist, event, &[if on { "1" } else { "0" }.to_owned()]).await?;
+        seat_list(at(ok(&reply, false)?, 1)?)
+    }
+
+    async fn pool(&self, event: EventId) -> Result<crate::Pool> {
+        let reply = self.call(&self.scripts.pool, event, &[]).await?;
+        let items = ok(&reply, false)?;
+        let mut seats = seat_list(at(items, 2)?)?;
+        seats.sort_unstable();
+        Ok(crate::Pool { on: int_at(items, 1)? == 1, seats })
+    }
+
+    async fn offer(&self, request: crate::OfferRequest) -> Result<HoldView> {
+        let id = HoldId::random(request.event);
+        let mut args = Vec::with_capacity(4 + request.seats.len());
+        args.push(nonce_hex(id.nonce));
+        args.push(request.user.to_string());
+        args.push(request.ttl_ms.min(MAX_TTL_MS).to_string());
+        args.push(request.max_seats_per_user.to_string());
+        args.extend(request.seats.iter().map(u32::to_string));
+        let reply = self.call(&self.scripts.offer, request.event, &args).await?;
+        hold_view(id, ok(&reply, false)?)
+    }
+
+    async fn release_pool(&self, event: EventId, seats: &[u32]) -> Result<Vec<u32>> {
+        let args: Vec<String> = seats.iter().map(u32::to_string).collect();
+        let reply = self.call(&self.scripts.release_pool, event, &args).await?;
+        seat_list(at(ok(&reply, false)?, 1)?)
     }
 
     async fn begin_rebuild(&self, event: EventId, map: Arc<SeatMap>, lease_ms: u64) -> Result<RebuildLock> {
@@ -821,6 +899,9 @@ fn parse_records(event: EventId, value: &Value) -> Result<Vec<ChangeRecord>> {
             (Some("held"), _) => ChangeKind::Held,
             (Some("sold"), _) => ChangeKind::Sold,
             (Some("released"), Some(reason)) => ChangeKind::Released(reason),
+            (Some("pooled"), Some(reason)) => ChangeKind::Pooled(reason),
+            (Some("offered"), _) => ChangeKind::Offered,
+            (Some("unpooled"), _) => ChangeKind::Unpooled,
             _ => return Err(malformed("record kind")),
         };
         records.push(ChangeRecord { version, at_ms, kind, seats, hold, user, recovered: false });
@@ -836,6 +917,9 @@ fn flip(record: &ChangeRecord) -> Option<bool> {
         ChangeKind::Released(_) => Some(true),
         ChangeKind::Sold if record.hold.is_none() => Some(false),
         ChangeKind::Sold => None,
+        // Held or sold seats into the pool, and pool seats into a hold, stay unavailable.
+        ChangeKind::Pooled(_) | ChangeKind::Offered => None,
+        ChangeKind::Unpooled => Some(true),
     }
 }
 
@@ -891,6 +975,7 @@ fn check_snapshot(items: &[Value]) -> std::result::Result<(), String> {
 
     let mut per_user: HashMap<String, u32> = HashMap::new();
     let (mut held, mut sold) = (0u32, 0u32);
+    let mut pooled: Vec<u32> = Vec::new();
     for i in 0..n as u32 {
         let available = bitmap.is_available(i);
         match states.get(&i) {
@@ -901,6 +986,7 @@ fn check_snapshot(items: &[Value]) -> std::result::Result<(), String> {
                 sold += 1;
             }
             Some(state) if state.starts_with('h') => held += 1,
+            Some(state) if state == "p" => pooled.push(i),
             Some(state) => return Err(format!("seat {i} has state {state:?}")),
             None => {}
         }
@@ -943,6 +1029,13 @@ fn check_snapshot(items: &[Value]) -> std::result::Result<(), String> {
     if held_by_holds != held {
         return Err(format!("live holds list {held_by_holds} seats but {held} seats are held"));
     }
+    let mut pool = seat_list(at(items, 11).map_err(e)?).map_err(e)?;
+    pool.sort_unstable();
+    if pool != pooled {
+        return Err(format!("the pool lists {pool:?} but the seats pooled are {pooled:?}"));
+    }
+    // Pool seats are counted with the held ones (unavailable, kept for the waitlist).
+    let held = held + pooled.len() as u32;
     if live_unpinned != expiry.len() {
         return Err("expiry index lists dead holds".into());
     }

@@ -3,7 +3,9 @@
 //! test on its own random key prefix, deleted when it ends): atomic holds, the hold
 //! lifecycle, expiry on a manual clock, best available, concurrency, the change feed and
 //! history, and a model-based property test. Journal recovery is embedded-only; several
-//! Redis nodes sharing one inventory are Redis-only.
+//! Redis nodes sharing one inventory are Redis-only. The backend-neutral tests run a third
+//! time on a Redis Cluster of three masters (`on_cluster::*`) that this test binary starts
+//! once (`support/redis_cluster.rs`), each test on its own key prefix.
 //!
 //! Redis: `BOXOFFICE_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`).
 
@@ -16,8 +18,8 @@ use boxoffice_engine::journal::SyncMode;
 use boxoffice_engine::memory::MemoryConfig;
 use boxoffice_engine::{
     ChangeKind, Clock, EventTruth, HoldRequest, Inventory, InventoryError, ManualClock, MemoryInventory,
-    RebuildLock, RedisConfig, RedisInventory, ReleaseReason, RestoredPin, SeatCounts, Selection, SoldSeat,
-    SystemClock,
+    OfferRequest, Pool, RebuildLock, RedisConfig, RedisInventory, ReleaseReason, RestoredPin, SeatCounts,
+    Selection, SoldSeat, SystemClock,
 };
 
 const EVENT: EventId = EventId(7);
@@ -35,6 +37,17 @@ const RING: usize = 1024;
 enum Backend {
     Memory,
     Redis,
+    /// The Redis inventory on the test binary's Redis Cluster.
+    Cluster,
+}
+
+#[path = "support/redis_cluster.rs"]
+mod redis_cluster;
+
+/// The Redis Cluster every `on_cluster` test shares (started by the first one).
+fn shared_cluster() -> &'static redis_cluster::RedisCluster {
+    static CLUSTER: std::sync::OnceLock<redis_cluster::RedisCluster> = std::sync::OnceLock::new();
+    CLUSTER.get_or_init(redis_cluster::RedisCluster::start)
 }
 
 fn redis_url() -> String {
@@ -45,15 +58,29 @@ fn redis_url() -> String {
 /// it is dropped (even when the test failed).
 struct RedisKeyspace {
     prefix: String,
+    /// On the shared Redis Cluster instead of the machine's Redis.
+    cluster: Option<&'static redis_cluster::RedisCluster>,
 }
 
 impl RedisKeyspace {
     fn new() -> Arc<Self> {
-        Arc::new(RedisKeyspace { prefix: format!("bo-test-{:016x}:", rand_u64()) })
+        Arc::new(RedisKeyspace { prefix: format!("bo-test-{:016x}:", rand_u64()), cluster: None })
+    }
+
+    fn on_cluster() -> Arc<Self> {
+        let cluster = Some(shared_cluster());
+        Arc::new(RedisKeyspace { prefix: format!("bo-test-{:016x}:", rand_u64()), cluster })
+    }
+
+    fn url(&self) -> String {
+        self.cluster.map_or_else(redis_url, |cluster| cluster.url())
     }
 
     /// Every key under the prefix.
     fn keys(&self) -> Vec<String> {
+        if let Some(cluster) = self.cluster {
+            return cluster.keys_with_prefix(&self.prefix).into_iter().map(|(_, key)| key).collect();
+        }
         let client = redis::Client::open(redis_url()).expect("valid redis url");
         let mut conn = client.get_connection().expect("redis is reachable");
         let mut cursor: u64 = 0;
@@ -78,6 +105,9 @@ impl RedisKeyspace {
 
 impl Drop for RedisKeyspace {
     fn drop(&mut self) {
+        if let Some(cluster) = self.cluster {
+            return cluster.delete_prefix(&self.prefix);
+        }
         let keys = self.keys();
         if keys.is_empty() {
             return;
@@ -114,6 +144,7 @@ impl Engine {
                 Engine::Memory(Box::new(MemoryInventory::open(config, clock).expect("opens")))
             }
             Backend::Redis => Engine::redis_node(&RedisKeyspace::new(), clock, ring).await,
+            Backend::Cluster => Engine::redis_node(&RedisKeyspace::on_cluster(), clock, ring).await,
         }
     }
 
@@ -123,7 +154,7 @@ impl Engine {
             key_prefix: keys.prefix.clone(),
             change_stream_len: ring,
             clock,
-            ..RedisConfig::new(redis_url())
+            ..RedisConfig::new(keys.url())
         };
         let inv =
             RedisInventory::connect(config).await.expect("redis is reachable (BOXOFFICE_TEST_REDIS_URL)");
@@ -184,6 +215,7 @@ fn request(who: &str, selection: Selection) -> HoldRequest {
         ttl_ms: TTL,
         max_seats_per_user: LIMIT,
         orphan_rule: false,
+        blocked: None,
     }
 }
 
@@ -841,6 +873,46 @@ async fn best_available_without_enough_seats_is_not_enough_seats_and_changes_not
     let last = f.inv.hold(best("dave", 1, None)).await.unwrap();
     assert_eq!(last.seats, vec![map.len() as u32 - 1]);
     assert_eq!(f.snapshot().await.available_count, 0);
+    f.check().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Blocked seats (allocations the caller is not entitled to)
+
+/// Rows 1 and 2 of `small_map()` blocked: only row 3 (seats 20..30) is open to the caller.
+fn blocked_front_rows() -> Option<Arc<Bitmap>> {
+    Some(Arc::new(Bitmap::from_indexes(30, 0..20)))
+}
+
+async fn best_available_never_picks_a_blocked_seat(b: Backend) {
+    let f = Fixture::new(b, small_map()).await;
+    for (who, orphan_rule) in [("alice", false), ("bob", true), ("carol", false)] {
+        let request = HoldRequest { blocked: blocked_front_rows(), orphan_rule, ..best(who, 3, None) };
+        let view = f.inv.hold(request).await.unwrap();
+        assert!(view.seats.iter().all(|&s| s >= 20), "{who} got blocked seats: {:?}", view.seats);
+    }
+    // Row 3 has one seat left; the 20 blocked seats, all available, do not count.
+    let before = f.snapshot().await;
+    assert_eq!(before.available_count, 21);
+    let two = HoldRequest { blocked: blocked_front_rows(), ..best("dave", 2, None) };
+    assert_eq!(f.inv.hold(two).await.unwrap_err(), InventoryError::NotEnoughSeats);
+    assert_eq!(f.snapshot().await, before);
+    // Without the mask the same request is served from the front row.
+    let unblocked = f.inv.hold(best("dave", 2, None)).await.unwrap();
+    assert!(unblocked.seats.iter().all(|&s| s < 10), "{:?}", unblocked.seats);
+    f.check().await;
+}
+
+async fn a_named_hold_of_a_blocked_seat_is_not_entitled_and_changes_nothing(b: Backend) {
+    let f = Fixture::new(b, small_map()).await;
+    let before = f.snapshot().await;
+    let request = HoldRequest { blocked: blocked_front_rows(), ..seats("alice", &[21, 5, 3]) };
+    assert_eq!(f.inv.hold(request).await.unwrap_err(), InventoryError::NotEntitled(vec![3, 5]));
+    assert_eq!(f.snapshot().await, before);
+    // Seats outside the mask are held as usual; the same seats without a mask too.
+    let open = HoldRequest { blocked: blocked_front_rows(), ..seats("alice", &[21, 22]) };
+    assert_eq!(f.inv.hold(open).await.unwrap().seats, vec![21, 22]);
+    assert_eq!(f.inv.hold(seats("bob", &[3, 5])).await.unwrap().seats, vec![3, 5]);
     f.check().await;
 }
 
@@ -1609,6 +1681,7 @@ mod model {
                         ttl_ms: PROP_TTL,
                         max_seats_per_user: USER_LIMIT,
                         orphan_rule: *orphan,
+                        blocked: None,
                     })
                     .await;
                 check_hold(m, got, expected, *user)?;
@@ -1638,6 +1711,7 @@ mod model {
                         ttl_ms: PROP_TTL,
                         max_seats_per_user: USER_LIMIT,
                         orphan_rule: *orphan,
+                        blocked: None,
                     })
                     .await;
                 check_hold(m, got, expected, *user)?;
@@ -1833,6 +1907,18 @@ mod model {
             steps in proptest::collection::vec(step(), 1..200)
         ) {
             run_case(Backend::Redis, &steps)?;
+        }
+    }
+
+    proptest! {
+        // The same model on the Redis Cluster: the scripts' keys share one slot.
+        #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_operations_keep_the_cluster_engine_equal_to_a_simple_model(
+            steps in proptest::collection::vec(step(), 1..200)
+        ) {
+            run_case(Backend::Cluster, &steps)?;
         }
     }
 }
@@ -2297,6 +2383,224 @@ async fn memory_rebuild_of_an_absent_event_loads_sales_and_pins() {
 }
 
 // ---------------------------------------------------------------------------------------
+// The waitlist pool
+// ---------------------------------------------------------------------------------------
+
+fn offer_to(who: &str, seats: &[u32], ttl_ms: u64) -> OfferRequest {
+    OfferRequest { event: EVENT, user: user(who), seats: seats.to_vec(), ttl_ms, max_seats_per_user: LIMIT }
+}
+
+fn kinds_after(history: &boxoffice_engine::History, after: u64) -> Vec<(ChangeKind, Vec<u32>)> {
+    history.records.iter().filter(|r| r.version > after).map(|r| (r.kind, r.seats.clone())).collect()
+}
+
+async fn freed_seats_go_to_the_pool_only_while_the_waitlist_flag_is_set(b: Backend) {
+    let f = Fixture::new(b, small_map()).await;
+    let inv = &f.inv;
+    // Flag off: a release puts the seat back on sale as always.
+    let plain = inv.hold(seats("ann", &[0])).await.unwrap();
+    inv.release(plain.id).await.unwrap();
+    assert!(f.snapshot().await.bitmap.is_available(0));
+    assert_eq!(inv.pool(EVENT).await.unwrap(), Pool { on: false, seats: vec![] });
+
+    let released = inv.hold(seats("bob", &[1, 2])).await.unwrap();
+    let expiring = inv.hold(HoldRequest { ttl_ms: 1_000, ..seats("cat", &[3]) }).await.unwrap();
+    let bought = inv.hold(seats("dan", &[4, 5])).await.unwrap();
+    inv.pin(bought.id, "pa_1", START_MS + TTL).await.unwrap();
+    inv.confirm(bought.id, "pa_1").await.unwrap();
+    let version = f.snapshot().await.version;
+
+    assert_eq!(inv.set_waitlist(EVENT, true).await.unwrap(), Vec::<u32>::new());
+    inv.release(released.id).await.unwrap();
+    f.clock.advance_ms(1_000);
+    assert_eq!(inv.expire_due().await.unwrap(), 1);
+    assert_eq!(inv.hold_view(expiring.id).await.unwrap().status, HoldStatus::Expired);
+    assert_eq!(inv.release_sold(EVENT, &[4], ReleaseReason::Refund).await.unwrap(), vec![4]);
+    // A cancellation never feeds the waitlist.
+    assert_eq!(inv.release_sold(EVENT, &[5], ReleaseReason::Cancel).await.unwrap(), vec![5]);
+
+    assert_eq!(inv.pool(EVENT).await.unwrap(), Pool { on: true, seats: vec![1, 2, 3, 4] });
+    let s = f.snapshot().await;
+    assert_eq!(s.taken(), vec![1, 2, 3, 4], "pool seats stay unavailable");
+    assert_eq!(f.counts().await, SeatCounts { available: 26, held: 4, sold: 0 });
+    assert_eq!(f.user_seats("bob").await, 0, "the released hold frees its user's allowance");
+    assert_eq!(f.user_seats("dan").await, 0);
+    // Nobody can hold a pool seat.
+    assert_eq!(inv.hold(seats("eve", &[2])).await.unwrap_err(), InventoryError::SeatsUnavailable(vec![2]));
+    let picked = inv.hold(best("eve", 8, None)).await.unwrap();
+    assert!(picked.seats.iter().all(|s| ![1, 2, 3, 4].contains(s)), "best available skips the pool");
+    inv.release(picked.id).await.unwrap();
+    let history = inv.history(EVENT, 0, 100).await.unwrap();
+    assert_eq!(
+        kinds_after(&history, version),
+        vec![
+            (ChangeKind::Pooled(ReleaseReason::User), vec![1, 2]),
+            (ChangeKind::Pooled(ReleaseReason::Expiry), vec![3]),
+            (ChangeKind::Pooled(ReleaseReason::Refund), vec![4]),
+            (ChangeKind::Released(ReleaseReason::Cancel), vec![5]),
+            (ChangeKind::Held, picked.seats.clone()),
+            (ChangeKind::Pooled(ReleaseReason::User), picked.seats.clone()),
+        ]
+    );
+    let pooled = history.records.iter().find(|r| r.kind == ChangeKind::Pooled(ReleaseReason::User)).unwrap();
+    assert_eq!((pooled.hold, pooled.user.clone()), (Some(released.id), Some(user("bob"))));
+    assert_eq!(inv.pool(EVENT).await.unwrap().seats.len(), 12);
+    f.check().await;
+}
+
+async fn an_offer_moves_pool_seats_into_a_hold_of_the_fan_all_or_nothing(b: Backend) {
+    let f = Fixture::new(b, small_map()).await;
+    let inv = &f.inv;
+    inv.set_waitlist(EVENT, true).await.unwrap();
+    let freed = inv.hold(seats("ann", &[10, 11, 12])).await.unwrap();
+    inv.release(freed.id).await.unwrap();
+    let version = f.snapshot().await.version;
+
+    // One seat is not in the pool: nothing changes.
+    assert_eq!(
+        inv.offer(offer_to("bob", &[10, 13], 5_000)).await.unwrap_err(),
+        InventoryError::SeatsUnavailable(vec![13])
+    );
+    assert_eq!(inv.offer(offer_to("bob", &[], 5_000)).await.unwrap_err(), InventoryError::NotEnoughSeats);
+    assert_eq!(inv.offer(offer_to("bob", &[99], 5_000)).await.unwrap_err(), InventoryError::BadSeat(99));
+    assert_eq!(
+        inv.offer(OfferRequest { max_seats_per_user: 1, ..offer_to("bob", &[10, 11], 5_000) })
+            .await
+            .unwrap_err(),
+        InventoryError::UserLimit { current: 0, requested: 2, limit: 1 }
+    );
+    assert_eq!(f.snapshot().await.version, version);
+    assert_eq!(inv.pool(EVENT).await.unwrap().seats, vec![10, 11, 12]);
+
+    let offer = inv.offer(offer_to("bob", &[10, 11], 5_000)).await.unwrap();
+    assert_eq!(
+        (offer.user.clone(), offer.seats.clone(), offer.status),
+        (user("bob"), vec![10, 11], HoldStatus::Held)
+    );
+    assert_eq!(offer.expires_ms, START_MS + 5_000);
+    assert_eq!(inv.pool(EVENT).await.unwrap().seats, vec![12]);
+    assert_eq!(f.user_seats("bob").await, 2);
+    assert_eq!(f.counts().await, SeatCounts { available: 27, held: 3, sold: 0 });
+    // A second offer of the same seats (another matcher) loses.
+    assert_eq!(
+        inv.offer(offer_to("cat", &[10], 5_000)).await.unwrap_err(),
+        InventoryError::SeatsUnavailable(vec![10])
+    );
+    f.check().await;
+
+    // Not taken: the offer expires and its seats go back to the pool, not on sale.
+    f.clock.advance_ms(5_000);
+    assert_eq!(inv.hold_view(offer.id).await.unwrap().status, HoldStatus::Expired);
+    assert_eq!(inv.pool(EVENT).await.unwrap().seats, vec![10, 11, 12]);
+    // Taken: the offer is a normal hold, checked out as any other.
+    let second = inv.offer(offer_to("cat", &[11, 12], 5_000)).await.unwrap();
+    inv.pin(second.id, "pa_c", START_MS + TTL).await.unwrap();
+    assert_eq!(inv.confirm(second.id, "pa_c").await.unwrap().status, HoldStatus::Confirmed);
+    assert_eq!(inv.sold_seats(EVENT).await.unwrap(), vec![11, 12]);
+    let history = inv.history(EVENT, version, 100).await.unwrap();
+    assert_eq!(
+        kinds_after(&history, version),
+        vec![
+            (ChangeKind::Offered, vec![10, 11]),
+            (ChangeKind::Pooled(ReleaseReason::Expiry), vec![10, 11]),
+            (ChangeKind::Offered, vec![11, 12]),
+            (ChangeKind::Sold, vec![11, 12]),
+        ]
+    );
+    assert_eq!(history.records[0].hold, Some(offer.id));
+    assert_eq!(history.records[0].user, Some(user("bob")));
+    f.check().await;
+}
+
+async fn release_pool_and_clearing_the_flag_put_pool_seats_back_on_sale(b: Backend) {
+    let f = Fixture::new(b, small_map()).await;
+    let inv = &f.inv;
+    inv.set_waitlist(EVENT, true).await.unwrap();
+    let freed = inv.hold(seats("ann", &[20, 21, 22, 23])).await.unwrap();
+    let version = f.snapshot().await.version;
+    inv.release(freed.id).await.unwrap();
+    // Seats not in the pool are left alone.
+    assert_eq!(inv.release_pool(EVENT, &[21, 5]).await.unwrap(), vec![21]);
+    assert!(f.snapshot().await.bitmap.is_available(21));
+    inv.hold(seats("bob", &[21])).await.unwrap();
+    assert_eq!(inv.pool(EVENT).await.unwrap(), Pool { on: true, seats: vec![20, 22, 23] });
+    let feed = inv.feed(EVENT, version).await.unwrap();
+    assert_eq!(feed.changes.unwrap().available, Vec::<u32>::new(), "the live map never saw 21 free");
+    // Clearing the flag returns the whole pool in the same step.
+    assert_eq!(inv.set_waitlist(EVENT, false).await.unwrap(), vec![20, 22, 23]);
+    assert_eq!(inv.pool(EVENT).await.unwrap(), Pool { on: false, seats: vec![] });
+    assert_eq!(f.snapshot().await.taken(), vec![21]);
+    let feed = inv.feed(EVENT, version).await.unwrap();
+    assert_eq!(feed.changes.unwrap().available, vec![20, 22, 23]);
+    let last = inv.history(EVENT, 0, 100).await.unwrap().records.last().cloned().unwrap();
+    assert_eq!((last.kind, last.seats, last.user), (ChangeKind::Unpooled, vec![20, 22, 23], None));
+    // With the flag off, freed seats go straight back on sale.
+    let h = inv.hold(seats("cat", &[0])).await.unwrap();
+    inv.release(h.id).await.unwrap();
+    assert!(inv.pool(EVENT).await.unwrap().seats.is_empty());
+    // The order store wins over the pool: a pooled seat it says is sold becomes sold.
+    inv.set_waitlist(EVENT, true).await.unwrap();
+    let h = inv.hold(seats("dan", &[1])).await.unwrap();
+    inv.release(h.id).await.unwrap();
+    assert_eq!(
+        inv.mark_sold(EVENT, vec![SoldSeat { seat_index: 1, user: user("eve") }]).await.unwrap(),
+        vec![1]
+    );
+    assert!(inv.pool(EVENT).await.unwrap().seats.is_empty());
+    f.check().await;
+}
+
+#[tokio::test]
+async fn the_waitlist_pool_and_flag_survive_a_restart_of_the_journaled_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let map = small_map();
+    let inv = open_journaled(dir.path(), START_MS);
+    inv.load_event(EVENT, map.clone(), Vec::new()).await.unwrap();
+    inv.commit_recovery().await.unwrap();
+    inv.set_waitlist(EVENT, true).await.unwrap();
+    let freed = inv.hold(seats("ann", &[3, 4, 5])).await.unwrap();
+    inv.release(freed.id).await.unwrap();
+    let offer = inv.offer(offer_to("bob", &[3], TTL)).await.unwrap();
+    inv.release_pool(EVENT, &[5]).await.unwrap();
+    inv.flush().await.unwrap();
+    inv.close();
+    drop(inv);
+
+    for life in 0..2 {
+        let inv = open_journaled(dir.path(), START_MS + 1_000 + life);
+        inv.load_event(EVENT, map.clone(), Vec::new()).await.unwrap();
+        inv.commit_recovery().await.unwrap();
+        inv.check_invariants(EVENT).unwrap();
+        assert_eq!(inv.pool(EVENT).await.unwrap(), Pool { on: true, seats: vec![4] }, "life {life}");
+        assert_eq!(inv.hold_view(offer.id).await.unwrap().seats, vec![3]);
+        assert_eq!(snapshot(&inv, EVENT, map.len()).await.taken(), vec![3, 4]);
+        assert_eq!(
+            inv.hold(seats("cat", &[4])).await.unwrap_err(),
+            InventoryError::SeatsUnavailable(vec![4])
+        );
+        inv.flush().await.unwrap();
+        inv.close();
+    }
+    // Cleared, then restarted: nothing is pooled and the flag stays off.
+    let inv = open_journaled(dir.path(), START_MS + 3_000);
+    inv.load_event(EVENT, map.clone(), Vec::new()).await.unwrap();
+    inv.commit_recovery().await.unwrap();
+    assert_eq!(inv.set_waitlist(EVENT, false).await.unwrap(), vec![4]);
+    inv.flush().await.unwrap();
+    inv.close();
+    drop(inv);
+    let inv = open_journaled(dir.path(), START_MS + 4_000);
+    inv.load_event(EVENT, map.clone(), Vec::new()).await.unwrap();
+    inv.commit_recovery().await.unwrap();
+    assert_eq!(inv.pool(EVENT).await.unwrap(), Pool::default());
+    let h = inv.hold(seats("dan", &[6])).await.unwrap();
+    inv.release(h.id).await.unwrap();
+    assert!(snapshot(&inv, EVENT, map.len()).await.bitmap.is_available(6));
+    inv.check_invariants(EVENT).unwrap();
+    inv.close();
+}
+
+// ---------------------------------------------------------------------------------------
 // Every backend-neutral test, on each backend
 // ---------------------------------------------------------------------------------------
 
@@ -2316,6 +2620,15 @@ macro_rules! on_both_backends {
                 #[tokio::test$(($($flavor)*))?]
                 async fn $name() {
                     super::$name(super::Backend::Redis).await
+                }
+            )*
+        }
+
+        mod on_cluster {
+            $(
+                #[tokio::test$(($($flavor)*))?]
+                async fn $name() {
+                    super::$name(super::Backend::Cluster).await
                 }
             )*
         }
@@ -2346,6 +2659,8 @@ on_both_backends! {
     best_available_holds_adjacent_seats_in_one_row,
     best_available_without_enough_seats_is_not_enough_seats_and_changes_nothing,
     load_event_is_idempotent,
+    best_available_never_picks_a_blocked_seat,
+    a_named_hold_of_a_blocked_seat_is_not_entitled_and_changes_nothing,
     racing_tasks_never_hold_one_seat_twice [flavor = "multi_thread", worker_threads = 4],
     a_release_racing_a_pin_has_exactly_one_winner [flavor = "multi_thread", worker_threads = 4],
     feed_gives_the_net_change_since_a_version,
@@ -2361,4 +2676,7 @@ on_both_backends! {
     orphan_rule_ignores_a_seat_that_was_alone_before_the_hold,
     orphan_rule_off_lets_any_hold_strand_a_seat,
     best_available_under_the_orphan_rule_never_strands_a_seat,
+    freed_seats_go_to_the_pool_only_while_the_waitlist_flag_is_set,
+    an_offer_moves_pool_seats_into_a_hold_of_the_fan_all_or_nothing,
+    release_pool_and_clearing_the_flag_put_pool_seats_back_on_sale,
 }

@@ -468,7 +468,11 @@ pub fn audit(input: &AuditInput<'_>) -> AuditReport {
             }
             SeenStatus::Expired => {}
             SeenStatus::Released => {
-                if hold.release_tried {
+                // A release whose answer was lost, or a checkout whose answer was lost
+                // (a timeout) that the server settled as unpaid: its reconciler voids the
+                // payment and releases the hold, which fails closed. Either way the seat
+                // must be on sale again and in no ticket of this hold (checked below).
+                if hold.release_tried || hold.checkout_tried {
                     released_late.push(hold.seat);
                 } else {
                     open.anomaly(|| {
@@ -522,7 +526,8 @@ pub fn audit(input: &AuditInput<'_>) -> AuditReport {
         {
             continue;
         }
-        // Open holds count as ended only when found released after a lost release answer.
+        // Open holds count as ended only when found released after a lost release or
+        // checkout answer.
         let open_here = open_by_seat.get(&seat).copied().unwrap_or(0);
         if open_here > late.get(&seat).copied().unwrap_or(0) {
             continue;
@@ -752,6 +757,24 @@ mod tests {
             user: 0,
             release_tried: true,
             checkout_tried: false,
+        });
+        let bitmap = full_bitmap();
+        assert!(run(&log, &bitmap, &[], &[SeenStatus::Released]).passed);
+        let mut taken = bitmap.clone();
+        take(&mut taken, 6);
+        assert!(!run(&log, &taken, &[], &[SeenStatus::Released]).passed, "released yet unavailable");
+    }
+
+    #[test]
+    fn a_checkout_without_an_answer_may_end_released_by_the_server() {
+        let mut log = AuditLog::for_seats(SEATS);
+        log.held(6);
+        log.left_open(OpenHold {
+            hold_id: "ho_6".into(),
+            seat: 6,
+            user: 0,
+            release_tried: false,
+            checkout_tried: true,
         });
         let bitmap = full_bitmap();
         assert!(run(&log, &bitmap, &[], &[SeenStatus::Released]).passed);

@@ -168,6 +168,10 @@ impl AuditWriter {
         let mut records = Vec::new();
         for held in open {
             let Some(hold) = held.record.hold else { continue };
+            // The waitlist pool's seats come back with the journal (its pseudo hold is no hold).
+            if hold == boxoffice_engine::waitlist_pool_hold(event) {
+                continue;
+            }
             let is_live = match live.get(&hold) {
                 Some(&is_live) => is_live,
                 None => {
@@ -228,6 +232,9 @@ fn to_audit(event: EventId, record: &ChangeRecord) -> Vec<NewAuditRecord> {
         ChangeKind::Held => (AuditType::SeatHeld, None),
         ChangeKind::Released(reason) => (AuditType::SeatReleased, Some(reason.as_str().to_owned())),
         ChangeKind::Sold => return Vec::new(),
+        ChangeKind::Pooled(_) | ChangeKind::Offered | ChangeKind::Unpooled => {
+            return pool_audit(event, record);
+        }
     };
     let Some(user) = &record.user else {
         tracing::error!(%event, version = record.version, "change record without a user; not audited");
@@ -247,6 +254,47 @@ fn to_audit(event: EventId, record: &ChangeRecord) -> Vec<NewAuditRecord> {
             reason: reason.clone(),
         })
         .collect()
+}
+
+/// The audit records of a waitlist pool move, with the existing record types: the pool is
+/// a pseudo hold (`waitlist_pool_hold`, user `@waitlist`), so a seat entering it is
+/// released by its hold (or ticket) and held by the pool, and leaving it is released by the
+/// pool (reason `waitlist_offer`, then held by the offer's hold; or `waitlist`, back on
+/// sale). `verify` replays these like any other hold.
+fn pool_audit(event: EventId, record: &ChangeRecord) -> Vec<NewAuditRecord> {
+    let pool = Some(boxoffice_engine::waitlist_pool_hold(event));
+    let pool_user = UserId::parse(boxoffice_engine::WAITLIST_POOL_USER).expect("a valid user id");
+    let one = |seat: u32, kind, hold, user: &UserId, reason: Option<&str>| NewAuditRecord {
+        event,
+        kind,
+        at: record.at_ms,
+        seat,
+        hold,
+        order: None,
+        user: user.clone(),
+        reason: reason.map(str::to_owned),
+    };
+    let mut out = Vec::with_capacity(2 * record.seats.len());
+    for &seat in &record.seats {
+        match (record.kind, &record.user) {
+            (ChangeKind::Pooled(reason), Some(user)) => {
+                out.push(one(seat, AuditType::SeatReleased, record.hold, user, Some(reason.as_str())));
+                out.push(one(seat, AuditType::SeatHeld, pool, &pool_user, None));
+            }
+            (ChangeKind::Offered, Some(user)) => {
+                out.push(one(seat, AuditType::SeatReleased, pool, &pool_user, Some("waitlist_offer")));
+                out.push(one(seat, AuditType::SeatHeld, record.hold, user, None));
+            }
+            (ChangeKind::Unpooled, _) => {
+                out.push(one(seat, AuditType::SeatReleased, pool, &pool_user, Some("waitlist")));
+            }
+            _ => {
+                tracing::error!(%event, version = record.version, "pool change record without a user; not audited");
+                return Vec::new();
+            }
+        }
+    }
+    out
 }
 
 /// A seat's state as the history tells it.

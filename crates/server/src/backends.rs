@@ -1,6 +1,7 @@
 //! Choosing the backends: the embedded default (SQLite in the data dir, the in-process
 //! inventory with its journal) or distributed mode (`--database-url` PostgreSQL,
-//! `--redis-url` Redis), where any number of nodes share one store and one inventory.
+//! `--redis-url` Redis or, `redis+cluster://...`, a Redis Cluster), where any number of
+//! nodes share one store and one inventory.
 //!
 //! In distributed mode the keys every node must share (the JWT secret unless configured,
 //! the admission-token key, the ticket signing key) and the inventory epoch are created
@@ -88,7 +89,8 @@ async fn connect_redis(config: RedisConfig, patience: Duration) -> Result<RedisI
     loop {
         match RedisInventory::connect(config.clone()).await {
             Ok(inventory) => {
-                tracing::info!(redis = %shown, prefix = %config.key_prefix, "inventory: Redis");
+                let cluster = boxoffice_engine::redis::connection::is_cluster_url(&config.url);
+                tracing::info!(redis = %shown, prefix = %config.key_prefix, cluster, "inventory: Redis");
                 return Ok(inventory);
             }
             Err(e) if started.elapsed() + pause < patience => {
@@ -167,5 +169,6 @@ mod tests {
         assert_eq!(redact_redis_url("redis://127.0.0.1:6379/0"), "redis://127.0.0.1:6379/0");
         assert_eq!(redact_redis_url("redis://app:s3cret@cache:6379"), "redis://app:***@cache:6379");
         assert_eq!(redact_redis_url("rediss://s3cret@cache"), "rediss://***@cache");
+        assert_eq!(redact_redis_url("redis+cluster://app:pw@a:1,b:2"), "redis+cluster://app:***@a:1,b:2");
     }
 }

@@ -24,6 +24,8 @@ pub struct EventEntry {
     /// Holds made on this event by this process since the entry was loaded (for the
     /// admin's holds-per-second figure).
     pub holds_made: std::sync::atomic::AtomicU64,
+    /// The event's allocations (channels), loaded with the entry.
+    pub allocations: Arc<crate::allocations::EventAllocations>,
 }
 
 /// `GET /v1/events/{id}/seats`, rendered once (the geometry never changes), plain, gzip-
@@ -61,6 +63,7 @@ impl EventEntry {
             detail: (Bytes::from(body), etag),
             seats: OnceLock::new(),
             holds_made: Default::default(),
+            allocations: Default::default(),
         })
     }
 
@@ -109,7 +112,11 @@ impl Catalog {
             other => other?,
         };
         let map = store.event_seat_map(id).await?;
-        let entry = Arc::new(EventEntry::new(event, map)?);
+        let allocations = store.allocations(id).await?;
+        let mut entry = EventEntry::new(event, map)?;
+        entry.allocations =
+            Arc::new(crate::allocations::EventAllocations::new(&allocations, entry.map.len()));
+        let entry = Arc::new(entry);
         Ok(self.events.write().entry(id).or_insert(entry).clone())
     }
 

@@ -50,7 +50,9 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=120))]
     pub payment_timeout: u64,
     /// Distributed mode: the Redis that holds seat states, holds and the change feeds,
-    /// shared by every node (`redis://host:port/db`). Without it holds live in this process.
+    /// shared by every node (`redis://host:port/db`), or a Redis Cluster named by some of
+    /// its nodes (`redis+cluster://host:port,host:port,...`; `user:password@` before the
+    /// first applies to all). Without it holds live in this process.
     #[arg(long, env = "BOXOFFICE_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Put before every Redis key (several deployments on one Redis).
@@ -123,6 +125,12 @@ pub struct Config {
     /// The ticket stream: in process, or NATS JetStream with `--nats-url`.
     #[command(flatten)]
     pub stream: crate::stream::StreamConfig,
+    /// Webhook deliveries: retry schedule, time limit, concurrency, address rules.
+    #[command(flatten)]
+    pub webhooks: crate::webhooks::WebhookConfig,
+    /// The sold-out waitlist: offer TTL, entries per event.
+    #[command(flatten)]
+    pub waitlist: crate::waitlist::WaitlistConfig,
     /// Log filter (tracing `EnvFilter` syntax).
     #[arg(long, env = "BOXOFFICE_LOG", default_value = "info")]
     pub log: String,
@@ -189,6 +197,8 @@ impl Config {
             rate_limit_per_ip: 0,
             max_inflight_holds: 4096,
             stream: crate::stream::StreamConfig::default(),
+            webhooks: crate::webhooks::WebhookConfig::default(),
+            waitlist: crate::waitlist::WaitlistConfig::default(),
             log: "warn".into(),
         }
     }

@@ -110,6 +110,11 @@ impl From<InventoryError> for ApiError {
             InventoryError::SeatsUnavailable(_) => {
                 ApiError::conflict("SEATS_UNAVAILABLE", "some seats are not available")
             }
+            InventoryError::NotEntitled(_) => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "NOT_ENTITLED",
+                "these seats are reserved for an allocation; a valid presale code or role is needed",
+            ),
             InventoryError::NotEnoughSeats => ApiError::conflict(
                 "NOT_ENOUGH_SEATS",
                 "not enough seats are available together for that request",

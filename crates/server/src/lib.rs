@@ -14,6 +14,7 @@
 //! load shedding are in [`http::guard`].
 
 pub mod admin_client;
+pub mod allocations;
 pub mod audit;
 pub mod auth;
 pub mod backends;
@@ -36,6 +37,8 @@ pub mod stream;
 pub mod stripe;
 pub mod tickets;
 pub mod waiting_room;
+pub mod waitlist;
+pub mod webhooks;
 pub mod workers;
 
 use std::fs::File;
@@ -85,6 +88,8 @@ pub struct Shared {
     pub waiting_room: Arc<dyn waiting_room::WaitingRoom>,
     /// Signs and checks admission tokens.
     pub admission: waiting_room::token::AdmissionKeys,
+    /// The sold-out waitlists' index and matcher state.
+    pub waitlists: waitlist::Waitlists,
     /// The waiting room's time (the system clock but in tests).
     pub queue_clock: Arc<dyn boxoffice_engine::Clock>,
     /// Rate limits and load shedding.
@@ -224,6 +229,7 @@ impl Application {
             cancellation_wake: tokio::sync::Notify::new(),
             waiting_room,
             admission: waiting_room::token::AdmissionKeys::new(&admission_secret),
+            waitlists: waitlist::Waitlists::default(),
             queue_clock,
             guard,
             ready: AtomicBool::new(false),

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use boxoffice_core::EventId;
-use boxoffice_engine::{Availability, SeatChanges};
+use boxoffice_engine::{Availability, Feed, SeatChanges};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
@@ -58,6 +58,9 @@ pub struct Frame {
     pub to: u64,
     pub snapshot: bool,
     pub bytes: Bytes,
+    /// The allocation mask the frame was rendered with (`allocations::EventAllocations::
+    /// mask_tag`): a delta continues only a map drawn with the same mask.
+    pub mask: u64,
 }
 
 pub fn snapshot_frame(epoch: u64, availability: &Availability) -> Bytes {
@@ -101,11 +104,16 @@ fn snapshot_len(bitmap_bytes: usize) -> usize {
 
 /// The frame that takes a viewer from `changes.from` to `changes.to`: a delta, or the
 /// snapshot when that is smaller.
-pub fn catch_up_frame(epoch: u64, availability: &Availability, changes: Option<&SeatChanges>) -> Frame {
+pub fn catch_up_frame(
+    epoch: u64,
+    availability: &Availability,
+    changes: Option<&SeatChanges>,
+    mask: u64,
+) -> Frame {
     if let Some(changes) = changes {
         let delta = delta_frame(epoch, changes);
         if delta.len() <= snapshot_len(availability.bitmap.len()) {
-            return Frame { epoch, from: changes.from, to: changes.to, snapshot: false, bytes: delta };
+            return Frame { epoch, from: changes.from, to: changes.to, snapshot: false, bytes: delta, mask };
         }
     }
     Frame {
@@ -114,7 +122,18 @@ pub fn catch_up_frame(epoch: u64, availability: &Availability, changes: Option<&
         to: availability.version,
         snapshot: true,
         bytes: snapshot_frame(epoch, availability),
+        mask,
     }
+}
+
+/// The event's feed as the public sees it: the seats of allocations in force masked
+/// (see `allocations.rs`), with the tag of that mask. The mask is evaluated at the time
+/// of the call, so a release shows on the next read without any job.
+pub async fn public_feed(state: &AppState, event: EventId, since: u64) -> Result<(Feed, u64), ApiError> {
+    let entry = state.catalog.event(state.store.as_ref(), event).await?;
+    let feed = state.inventory.feed(event, since).await?;
+    let now = boxoffice_engine::Clock::now_ms(&boxoffice_engine::SystemClock);
+    Ok(crate::allocations::visible_feed(&entry.allocations, feed, now))
 }
 
 /// The feed of one event.
@@ -206,27 +225,31 @@ async fn run_feed(state: AppState, feed: Weak<EventFeed>) {
     // The epoch and version last sent: a new epoch (the event was rebuilt) starts again
     // with a snapshot, whatever its versions.
     let mut sent: Option<(u64, u64)> = None;
+    // The allocation mask last sent: when an allocation is made or released the map
+    // changes without a new version, and a snapshot carries the change to every viewer.
+    let mut sent_mask = 0;
     loop {
         ticker.tick().await;
         let Some(feed) = feed.upgrade() else { return };
         let since = sent.map_or(u64::MAX, |(_, version)| version);
-        let current = match state.inventory.feed(feed.event, since).await {
+        let (current, mask) = match public_feed(&state, feed.event, since).await {
             Ok(current) => current,
             Err(e) => {
-                tracing::warn!(event = %feed.event, error = %e, "live feed cannot read the inventory");
+                tracing::warn!(event = %feed.event, error = ?e, "live feed cannot read the inventory");
                 continue;
             }
         };
         let (epoch, version) = (current.availability.epoch, current.availability.version);
-        if sent == Some((epoch, version)) {
+        if sent == Some((epoch, version)) && mask == sent_mask {
             continue;
         }
         let frame = match (sent, current.changes.as_ref()) {
-            (Some((e, _)), Some(changes)) if e == epoch => {
-                catch_up_frame(epoch, &current.availability, Some(changes))
+            (Some((e, _)), Some(changes)) if e == epoch && mask == sent_mask => {
+                catch_up_frame(epoch, &current.availability, Some(changes), mask)
             }
-            _ => catch_up_frame(epoch, &current.availability, None),
+            _ => catch_up_frame(epoch, &current.availability, None, mask),
         };
+        sent_mask = mask;
         if let Some(oldest) = current.changes.as_ref().and_then(|c| c.oldest_change_ms) {
             let now = boxoffice_engine::Clock::now_ms(&boxoffice_engine::SystemClock);
             metrics::histogram!("boxoffice_sse_delta_lag_seconds")

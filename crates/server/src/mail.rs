@@ -98,12 +98,50 @@ fn escape(s: &str) -> String {
 
 /// Writes the mail of an order unless it exists; returns whether it wrote it.
 pub fn write_once(dir: &Path, order: &OrderId, message: &[u8]) -> std::io::Result<bool> {
-    let path = mail_path(dir, order);
+    write_file_once(dir, &format!("{order}.eml"), message)
+}
+
+/// A waitlist offer to announce (see `crate::waitlist`).
+pub struct WaitlistOffer {
+    pub to: String,
+    pub event_name: String,
+    pub hold_id: String,
+    /// Seat labels.
+    pub seats: Vec<String>,
+    pub expires_at: String,
+}
+
+/// Renders the mail announcing a waitlist offer (plain text).
+pub fn render_waitlist_offer(offer: &WaitlistOffer) -> Result<Vec<u8>, String> {
+    let to: Mailbox = offer.to.parse().map_err(|e| format!("recipient address: {e}"))?;
+    let from: Mailbox = MAIL_FROM.parse().map_err(|e| format!("sender address: {e}"))?;
+    let text = format!(
+        "Seats are waiting for you: {}.\nSeats: {}\nThey are held in your name (hold {}) until {}.\n\
+         Check out the hold before then; after it they go to the next fan on the waitlist.\n",
+        offer.event_name,
+        offer.seats.join(", "),
+        offer.hold_id,
+        offer.expires_at
+    );
+    let message = lettre::Message::builder()
+        .from(from)
+        .to(to)
+        .subject(format!("Seats for you from the waitlist: {}", offer.event_name))
+        .message_id(Some(format!("<{}@boxoffice.localhost>", offer.hold_id)))
+        .singlepart(SinglePart::plain(text))
+        .map_err(|e| format!("cannot build the mail: {e}"))?;
+    Ok(message.formatted())
+}
+
+/// Writes `dir/name` unless it exists (a temp file, `fsync`, then a rename); returns
+/// whether it wrote it.
+pub fn write_file_once(dir: &Path, name: &str, message: &[u8]) -> std::io::Result<bool> {
+    let path = dir.join(name);
     if path.exists() {
         return Ok(false);
     }
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{order}.eml.tmp"));
+    let tmp = dir.join(format!(".{name}.tmp"));
     {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(message)?;

@@ -73,6 +73,16 @@ pub fn spawn_all(state: AppState, stop: watch::Receiver<bool>) {
         );
     }
     spawn_loop("key purge", KEY_PURGE_INTERVAL, stop.clone(), state.clone(), purge_keys);
+    if state.config.writes_audit() {
+        // One matcher per deployment (see `waitlist`): the node that writes the audit history.
+        spawn_loop(
+            "waitlist matcher",
+            crate::waitlist::MATCH_INTERVAL,
+            stop.clone(),
+            state.clone(),
+            crate::waitlist::step,
+        );
+    }
     spawn_loop(
         "queue admission",
         crate::waiting_room::TICK,
@@ -89,6 +99,7 @@ pub fn spawn_all(state: AppState, stop: watch::Receiver<bool>) {
     );
     tokio::spawn(crate::cancellation::run(state.clone(), stop.clone()));
     tokio::spawn(relay_loop(state.clone(), stop.clone()));
+    tokio::spawn(crate::webhooks::run(state.clone(), stop.clone()));
     tokio::spawn(ticket_worker_loop(state, stop));
 }
 
@@ -592,7 +603,8 @@ async fn purge_keys(state: AppState) -> Result<(), String> {
     if purged > 0 {
         tracing::info!(purged, "old idempotency keys purged");
     }
-    let handled = ticket_worker_position(&state).await?;
+    // Handled = read by every consumer: the ticket worker and the webhook dispatcher.
+    let handled = ticket_worker_position(&state).await?.min(crate::webhooks::position(&state).await?);
     let purged = state
         .store
         .outbox_purge(now.saturating_sub(OUTBOX_RETENTION_MS), handled)

@@ -6,11 +6,14 @@
 //! Backends: [`sqlite`] (embedded default) and [`postgres`] (distributed mode). Times are
 //! Unix milliseconds.
 
+pub mod allocations;
 pub mod group_sync;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
 pub mod sqlite_writer;
+pub mod waitlist;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -18,9 +21,16 @@ use async_trait::async_trait;
 use boxoffice_core::{EventId, HoldId, Money, OrderId, SeatMap, TicketId, UnixMs, UserId};
 use serde::{Deserialize, Serialize};
 
+pub use allocations::{Allocation, NewAllocation, NewPresaleCodes, PresaleCode};
 pub use group_sync::GroupSync;
 pub use postgres::{Migrated, PgConfig, PgStore};
 pub use sqlite::SqliteStore;
+pub use waitlist::{NewWaitlistEntry, WaitlistChange, WaitlistEntry, WaitlistJoin, WaitlistState};
+pub use webhooks::{
+    ClaimedDelivery, DeliveryAttempt, DeliveryOutcome, DeliveryStatus, FanOut, NewWebhook,
+    TOPIC_EVENT_SOLD_OUT, TOPIC_TICKET_SCANNED, TOPIC_WAITLIST_OFFERED, WEBHOOK_CURSOR_KEY,
+    WEBHOOK_EVENT_TYPES, Webhook, WebhookDelivery,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -879,4 +889,95 @@ pub trait Store: Send + Sync + 'static {
     async fn revocations_after(&self, event: EventId, after: u64, limit: u32) -> Result<Vec<Revocation>>;
     /// The user's tickets (every status), newest first; the cursor is opaque.
     async fn tickets_of_user(&self, user: &UserId, limit: u32, cursor: Option<&str>) -> Result<Page<Ticket>>;
+
+    // --- outbox appends and webhooks (see `webhooks.rs`) ---
+    /// Appends an outbox row in a transaction of its own and returns its `seq`: for
+    /// messages whose change is not itself in this store (e.g. `waitlist.offered`). A
+    /// change that is in the store writes its row in its own transaction instead.
+    async fn outbox_append(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &serde_json::Value,
+        now: UnixMs,
+    ) -> Result<u64>;
+    /// Registers an endpoint, enabled; `None` when `max_enabled` endpoints are enabled
+    /// already (counted in the inserting transaction).
+    async fn create_webhook(&self, webhook: NewWebhook) -> Result<Option<Webhook>>;
+    /// Every endpoint, enabled or not, oldest first.
+    async fn webhooks(&self) -> Result<Vec<Webhook>>;
+    /// `NotFound` for an unknown id.
+    async fn webhook(&self, id: u64) -> Result<Webhook>;
+    /// Disables an endpoint: nothing more is fanned out to it or sent; its log stays.
+    /// `NotFound` for an unknown id.
+    async fn disable_webhook(&self, id: u64, now: UnixMs) -> Result<Webhook>;
+    /// Reads up to `limit` outbox rows after the dispatcher's cursor, adds a pending
+    /// delivery (due at `now`) for every enabled endpoint subscribed to each row's topic,
+    /// announces the sell-out of events that the batch's orders sold out (an
+    /// `event.sold_out` outbox row, once per event), and moves the cursor, in one
+    /// transaction: each row is fanned out once, whichever node runs it.
+    async fn webhook_fan_out(&self, limit: u32, now: UnixMs) -> Result<FanOut>;
+    /// Claims up to `limit` due deliveries of enabled endpoints under `lease` until
+    /// `now + lease_ms` (counting the attempt). A delivery is due when pending, its
+    /// `next_attempt_at` is reached, and no older delivery of the same endpoint and
+    /// ticketing event is pending (per-event order). Claims of concurrent callers are
+    /// disjoint.
+    async fn webhook_claim(
+        &self,
+        now: UnixMs,
+        lease_ms: u64,
+        limit: u32,
+        lease: &str,
+    ) -> Result<Vec<ClaimedDelivery>>;
+    /// Records an attempt's result if the delivery is still claimed under its lease;
+    /// returns whether it was recorded.
+    async fn webhook_record(&self, attempt: DeliveryAttempt) -> Result<bool>;
+    /// The endpoint's deliveries, newest first. `NotFound` for an unknown endpoint.
+    async fn webhook_deliveries(
+        &self,
+        webhook: u64,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<Page<WebhookDelivery>>;
+    /// Queues a delivery again, due at `now` with a new retry window (whatever its status;
+    /// a claim in flight loses its lease). `NotFound` unless it belongs to the endpoint.
+    async fn webhook_redeliver(&self, webhook: u64, delivery: u64, now: UnixMs) -> Result<WebhookDelivery>;
+
+    // --- allocations and presale codes (`allocations.rs`) ---
+    /// Creates an allocation, with a catalog change row for the event (so every node
+    /// reloads it). `NotFound` for an unknown event; `Invalid` when the name is taken or a
+    /// seat is in another allocation of the event.
+    async fn create_allocation(&self, allocation: NewAllocation) -> Result<Allocation>;
+    /// The event's allocations, oldest first.
+    async fn allocations(&self, event: EventId) -> Result<Vec<Allocation>>;
+    /// Stores a batch of code digests for an allocation (`NotFound` when it does not exist).
+    async fn create_presale_codes(&self, codes: NewPresaleCodes) -> Result<()>;
+    /// The code with this digest, if the event has it.
+    async fn presale_code(&self, event: EventId, code_hash: &str) -> Result<Option<PresaleCode>>;
+    /// Counts one use of the code for a hold of `seats` seats, atomically and only while
+    /// unexpired at `now` and within both limits; returns whether it was counted.
+    async fn use_presale_code(
+        &self,
+        event: EventId,
+        code_hash: &str,
+        seats: u32,
+        now: UnixMs,
+    ) -> Result<bool>;
+    /// Gives back a use counted by `use_presale_code` whose hold was then not made.
+    async fn return_presale_code_use(&self, event: EventId, code_hash: &str, seats: u32) -> Result<()>;
+
+    // --- the sold-out waitlist (`waitlist.rs`) ---
+    /// Joins the event's waitlist: the user's active entry when there is one, else a new
+    /// waiting entry at the back (next `seq`), unless `max_entries` entries are active.
+    /// `NotFound` for an unknown event.
+    async fn waitlist_join(&self, entry: NewWaitlistEntry, max_entries: u32) -> Result<WaitlistJoin>;
+    async fn waitlist_entry(&self, id: &str) -> Result<Option<WaitlistEntry>>;
+    /// The user's waiting or offered entry of the event.
+    async fn waitlist_active_of(&self, event: EventId, user: &UserId) -> Result<Option<WaitlistEntry>>;
+    /// Waiting and offered entries of one event (or of every event), in join order.
+    async fn waitlist_active(&self, event: Option<EventId>) -> Result<Vec<WaitlistEntry>>;
+    /// Waiting entries of the event with `seq` up to this one (a waiting entry's position).
+    async fn waitlist_position(&self, event: EventId, seq: u64) -> Result<u64>;
+    /// Compare-and-set: moves the entry from `from` to `change`; false when it was not in `from`.
+    async fn waitlist_update(&self, id: &str, from: WaitlistState, change: WaitlistChange) -> Result<bool>;
 }

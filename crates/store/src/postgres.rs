@@ -115,6 +115,8 @@ macro_rules! refund_select {
     };
 }
 
+mod webhooks;
+
 /// Name of the outbox's counter row in `seq_counters`.
 const OUTBOX_COUNTER: &str = "outbox";
 /// Name of the catalog change feed's counter row in `seq_counters`.
@@ -1304,7 +1306,9 @@ impl Store for PgStore {
     async fn scan_ticket(&self, id: &TicketId, revision: u32, now: UnixMs) -> Result<ScanOutcome> {
         let now = to_db(now, "now")?;
         // One statement decides: a concurrent scan or refund of the ticket makes this one
-        // wait and then re-check `status = 'valid'` on the row as that one left it.
+        // wait and then re-check `status = 'valid'` on the row as that one left it. The
+        // `ticket.scanned` outbox row commits with it.
+        let mut tx = self.pool.begin().await?;
         let scanned: Option<TicketRow> = sqlx::query_as(
             "UPDATE tickets SET status = 'scanned', updated_at = $1 \
              WHERE id = $2 AND revision = $3 AND status = 'valid' \
@@ -1314,11 +1318,16 @@ impl Store for PgStore {
         .bind(now)
         .bind(id.as_str())
         .bind(i64::from(revision))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
         if let Some(row) = scanned {
-            return Ok(ScanOutcome::Admitted(row.into_ticket()?));
+            let ticket = row.into_ticket()?;
+            let payload = crate::webhooks::scan_message(&ticket, now);
+            insert_outbox(&mut tx, crate::TOPIC_TICKET_SCANNED, ticket.id.as_str(), &payload, now).await?;
+            tx.commit().await?;
+            return Ok(ScanOutcome::Admitted(ticket));
         }
+        tx.rollback().await?;
         let row: Option<TicketRow> = sqlx::query_as(concat!(ticket_select!(), " WHERE id = $1"))
             .bind(id.as_str())
             .fetch_optional(&self.pool)
@@ -1661,6 +1670,177 @@ impl Store for PgStore {
         };
         let items = rows.into_iter().map(|row| row.ticket.into_ticket()).collect::<Result<Vec<_>>>()?;
         Ok(Page { items, next_cursor })
+    }
+
+    async fn outbox_append(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &serde_json::Value,
+        now: UnixMs,
+    ) -> Result<u64> {
+        self.wh_outbox_append(topic, key, payload, now).await
+    }
+    async fn create_webhook(&self, webhook: crate::NewWebhook) -> Result<Option<crate::Webhook>> {
+        self.wh_create(webhook).await
+    }
+    async fn webhooks(&self) -> Result<Vec<crate::Webhook>> {
+        self.wh_list().await
+    }
+    async fn webhook(&self, id: u64) -> Result<crate::Webhook> {
+        self.wh_get(id).await
+    }
+    async fn disable_webhook(&self, id: u64, now: UnixMs) -> Result<crate::Webhook> {
+        self.wh_disable(id, now).await
+    }
+    async fn webhook_fan_out(&self, limit: u32, now: UnixMs) -> Result<crate::FanOut> {
+        self.wh_fan_out(limit, now).await
+    }
+    async fn webhook_claim(
+        &self,
+        now: UnixMs,
+        lease_ms: u64,
+        limit: u32,
+        lease: &str,
+    ) -> Result<Vec<crate::ClaimedDelivery>> {
+        self.wh_claim(now, lease_ms, limit, lease).await
+    }
+    async fn webhook_record(&self, attempt: crate::DeliveryAttempt) -> Result<bool> {
+        self.wh_record(attempt).await
+    }
+    async fn webhook_deliveries(
+        &self,
+        webhook: u64,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<Page<crate::WebhookDelivery>> {
+        self.wh_deliveries(webhook, limit, cursor).await
+    }
+    async fn webhook_redeliver(
+        &self,
+        webhook: u64,
+        delivery: u64,
+        now: UnixMs,
+    ) -> Result<crate::WebhookDelivery> {
+        self.wh_redeliver(webhook, delivery, now).await
+    }
+
+    async fn create_allocation(&self, allocation: crate::NewAllocation) -> Result<crate::Allocation> {
+        let db_id = lookup_id(allocation.event.0)?;
+        let mut tx = self.pool.begin().await?;
+        // The event row's lock serialises the allocations of one event: the checks against
+        // the others and the insert are one step.
+        let locked: Option<i64> = sqlx::query_scalar("SELECT id FROM events WHERE id = $1 FOR UPDATE")
+            .bind(db_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if locked.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let now = now_ms();
+        let created =
+            crate::allocations::postgres::create_allocation(&mut tx, db_id, &allocation, now).await?;
+        insert_catalog_change(&mut tx, "event", db_id, now).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn allocations(&self, event: EventId) -> Result<Vec<crate::Allocation>> {
+        let mut conn = self.pool.acquire().await?;
+        crate::allocations::postgres::allocations(&mut conn, lookup_id(event.0)?).await
+    }
+
+    async fn create_presale_codes(&self, codes: crate::NewPresaleCodes) -> Result<()> {
+        let db_id = lookup_id(codes.event.0)?;
+        let mut tx = self.pool.begin().await?;
+        crate::allocations::postgres::create_codes(&mut tx, db_id, &codes, now_ms()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn presale_code(&self, event: EventId, code_hash: &str) -> Result<Option<crate::PresaleCode>> {
+        let mut conn = self.pool.acquire().await?;
+        crate::allocations::postgres::code(&mut conn, lookup_id(event.0)?, code_hash).await
+    }
+
+    async fn use_presale_code(
+        &self,
+        event: EventId,
+        code_hash: &str,
+        seats: u32,
+        now: UnixMs,
+    ) -> Result<bool> {
+        let mut conn = self.pool.acquire().await?;
+        // One conditional UPDATE: its row lock makes concurrent uses of a code count one
+        // after the other against the limits.
+        crate::allocations::postgres::use_code(
+            &mut conn,
+            lookup_id(event.0)?,
+            code_hash,
+            seats,
+            saturating_db(now),
+        )
+        .await
+    }
+
+    async fn return_presale_code_use(&self, event: EventId, code_hash: &str, seats: u32) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        crate::allocations::postgres::return_use(&mut conn, lookup_id(event.0)?, code_hash, seats).await
+    }
+
+    async fn waitlist_join(
+        &self,
+        entry: crate::NewWaitlistEntry,
+        max_entries: u32,
+    ) -> Result<crate::WaitlistJoin> {
+        let db_id = lookup_id(entry.event.0)?;
+        let mut tx = self.pool.begin().await?;
+        // The event row's lock serialises the event's joins: the user's entry, the count,
+        // the next `seq` and the insert are one step.
+        let locked: Option<i64> = sqlx::query_scalar("SELECT id FROM events WHERE id = $1 FOR UPDATE")
+            .bind(db_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if locked.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let joined = crate::waitlist::postgres::join(&mut tx, db_id, &entry, max_entries).await?;
+        tx.commit().await?;
+        Ok(joined)
+    }
+
+    async fn waitlist_entry(&self, id: &str) -> Result<Option<crate::WaitlistEntry>> {
+        let mut conn = self.pool.acquire().await?;
+        crate::waitlist::postgres::entry(&mut conn, id).await
+    }
+
+    async fn waitlist_active_of(
+        &self,
+        event: EventId,
+        user: &UserId,
+    ) -> Result<Option<crate::WaitlistEntry>> {
+        let mut conn = self.pool.acquire().await?;
+        crate::waitlist::postgres::active_of(&mut conn, lookup_id(event.0)?, user).await
+    }
+
+    async fn waitlist_active(&self, event: Option<EventId>) -> Result<Vec<crate::WaitlistEntry>> {
+        let mut conn = self.pool.acquire().await?;
+        crate::waitlist::postgres::active(&mut conn, event.map(|e| lookup_id(e.0)).transpose()?).await
+    }
+
+    async fn waitlist_position(&self, event: EventId, seq: u64) -> Result<u64> {
+        let mut conn = self.pool.acquire().await?;
+        crate::waitlist::postgres::position(&mut conn, lookup_id(event.0)?, seq).await
+    }
+
+    async fn waitlist_update(
+        &self,
+        id: &str,
+        from: crate::WaitlistState,
+        change: crate::WaitlistChange,
+    ) -> Result<bool> {
+        let mut conn = self.pool.acquire().await?;
+        crate::waitlist::postgres::update(&mut conn, id, from, &change).await
     }
 }
 

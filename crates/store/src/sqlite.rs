@@ -50,6 +50,8 @@ use crate::{
     transferred_ticket,
 };
 
+mod webhooks;
+
 /// How long a writer waits for another process holding the write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Read connections: enough for concurrent page loads, few enough to keep memory small.
@@ -1095,8 +1097,16 @@ impl Store for SqliteStore {
             .bind(id.as_str())
             .fetch_optional(&mut *tx)
             .await?;
+        let row = row.map(TicketRow::into_ticket).transpose()?;
+        if scanned.rows_affected() == 1
+            && let Some(ticket) = &row
+        {
+            // `ticket.scanned` commits with the scan (for webhooks).
+            let payload = crate::webhooks::scan_message(ticket, now);
+            insert_outbox(&mut tx, crate::TOPIC_TICKET_SCANNED, ticket.id.as_str(), &payload, now).await?;
+        }
         tx.commit().await?;
-        let Some(ticket) = row.map(TicketRow::into_ticket).transpose()? else {
+        let Some(ticket) = row else {
             return Ok(ScanOutcome::Unknown);
         };
         if ticket.revision != revision {
@@ -1436,6 +1446,175 @@ impl Store for SqliteStore {
         };
         let items = rows.into_iter().map(|row| row.ticket.into_ticket()).collect::<Result<Vec<_>>>()?;
         Ok(Page { items, next_cursor })
+    }
+
+    async fn outbox_append(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &serde_json::Value,
+        now: UnixMs,
+    ) -> Result<u64> {
+        self.wh_outbox_append(topic, key, payload, now).await
+    }
+    async fn create_webhook(&self, webhook: crate::NewWebhook) -> Result<Option<crate::Webhook>> {
+        self.wh_create(webhook).await
+    }
+    async fn webhooks(&self) -> Result<Vec<crate::Webhook>> {
+        self.wh_list().await
+    }
+    async fn webhook(&self, id: u64) -> Result<crate::Webhook> {
+        self.wh_get(id).await
+    }
+    async fn disable_webhook(&self, id: u64, now: UnixMs) -> Result<crate::Webhook> {
+        self.wh_disable(id, now).await
+    }
+    async fn webhook_fan_out(&self, limit: u32, now: UnixMs) -> Result<crate::FanOut> {
+        self.wh_fan_out(limit, now).await
+    }
+    async fn webhook_claim(
+        &self,
+        now: UnixMs,
+        lease_ms: u64,
+        limit: u32,
+        lease: &str,
+    ) -> Result<Vec<crate::ClaimedDelivery>> {
+        self.wh_claim(now, lease_ms, limit, lease).await
+    }
+    async fn webhook_record(&self, attempt: crate::DeliveryAttempt) -> Result<bool> {
+        self.wh_record(attempt).await
+    }
+    async fn webhook_deliveries(
+        &self,
+        webhook: u64,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<Page<crate::WebhookDelivery>> {
+        self.wh_deliveries(webhook, limit, cursor).await
+    }
+    async fn webhook_redeliver(
+        &self,
+        webhook: u64,
+        delivery: u64,
+        now: UnixMs,
+    ) -> Result<crate::WebhookDelivery> {
+        self.wh_redeliver(webhook, delivery, now).await
+    }
+
+    async fn create_allocation(&self, allocation: crate::NewAllocation) -> Result<crate::Allocation> {
+        let db_id = lookup_id(allocation.event.0)?;
+        // IMMEDIATE: the checks against the event's other allocations and the insert see
+        // no other writer in between.
+        let mut tx = self.begin_write().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM events WHERE id = ?")
+            .bind(db_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let now = now_ms();
+        let created = crate::allocations::sqlite::create_allocation(&mut tx, db_id, &allocation, now).await?;
+        insert_catalog_change(&mut tx, "event", db_id, now).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn allocations(&self, event: EventId) -> Result<Vec<crate::Allocation>> {
+        let mut conn = self.reader.acquire().await?;
+        crate::allocations::sqlite::allocations(&mut conn, lookup_id(event.0)?).await
+    }
+
+    async fn create_presale_codes(&self, codes: crate::NewPresaleCodes) -> Result<()> {
+        let db_id = lookup_id(codes.event.0)?;
+        let mut tx = self.begin_write().await?;
+        crate::allocations::sqlite::create_codes(&mut tx, db_id, &codes, now_ms()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn presale_code(&self, event: EventId, code_hash: &str) -> Result<Option<crate::PresaleCode>> {
+        let mut conn = self.reader.acquire().await?;
+        crate::allocations::sqlite::code(&mut conn, lookup_id(event.0)?, code_hash).await
+    }
+
+    async fn use_presale_code(
+        &self,
+        event: EventId,
+        code_hash: &str,
+        seats: u32,
+        now: UnixMs,
+    ) -> Result<bool> {
+        let db_id = lookup_id(event.0)?;
+        let mut tx = self.begin_write().await?;
+        let used = crate::allocations::sqlite::use_code(&mut tx, db_id, code_hash, seats, saturating_db(now))
+            .await?;
+        tx.commit().await?;
+        Ok(used)
+    }
+
+    async fn return_presale_code_use(&self, event: EventId, code_hash: &str, seats: u32) -> Result<()> {
+        let db_id = lookup_id(event.0)?;
+        let mut tx = self.begin_write().await?;
+        crate::allocations::sqlite::return_use(&mut tx, db_id, code_hash, seats).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn waitlist_join(
+        &self,
+        entry: crate::NewWaitlistEntry,
+        max_entries: u32,
+    ) -> Result<crate::WaitlistJoin> {
+        let db_id = lookup_id(entry.event.0)?;
+        // IMMEDIATE: the user's entry, the count and the insert see no other writer between.
+        let mut tx = self.begin_write().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM events WHERE id = ?")
+            .bind(db_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let joined = crate::waitlist::sqlite::join(&mut tx, db_id, &entry, max_entries).await?;
+        tx.commit().await?;
+        Ok(joined)
+    }
+
+    async fn waitlist_entry(&self, id: &str) -> Result<Option<crate::WaitlistEntry>> {
+        let mut conn = self.reader.acquire().await?;
+        crate::waitlist::sqlite::entry(&mut conn, id).await
+    }
+
+    async fn waitlist_active_of(
+        &self,
+        event: EventId,
+        user: &UserId,
+    ) -> Result<Option<crate::WaitlistEntry>> {
+        let mut conn = self.reader.acquire().await?;
+        crate::waitlist::sqlite::active_of(&mut conn, lookup_id(event.0)?, user).await
+    }
+
+    async fn waitlist_active(&self, event: Option<EventId>) -> Result<Vec<crate::WaitlistEntry>> {
+        let mut conn = self.reader.acquire().await?;
+        crate::waitlist::sqlite::active(&mut conn, event.map(|e| lookup_id(e.0)).transpose()?).await
+    }
+
+    async fn waitlist_position(&self, event: EventId, seq: u64) -> Result<u64> {
+        let mut conn = self.reader.acquire().await?;
+        crate::waitlist::sqlite::position(&mut conn, lookup_id(event.0)?, seq).await
+    }
+
+    async fn waitlist_update(
+        &self,
+        id: &str,
+        from: crate::WaitlistState,
+        change: crate::WaitlistChange,
+    ) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let done = crate::waitlist::sqlite::update(&mut tx, id, from, &change).await?;
+        tx.commit().await?;
+        Ok(done)
     }
 }
 

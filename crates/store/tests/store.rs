@@ -24,7 +24,9 @@ use boxoffice_store::{
     Performer, PgConfig, PgStore, RefundRequest, RefundState, ScanOutcome, SoldSeat, SqliteStore, Store,
     StoreError, TOPIC_ORDER_CREATED, TOPIC_ORDER_REFUNDED, TicketStatus, Venue,
 };
-use boxoffice_store::{EventUpdate, Revocation, RevocationReason, TOPIC_TICKET_TRANSFERRED, TicketTransfer};
+use boxoffice_store::{
+    EventUpdate, Revocation, RevocationReason, TOPIC_TICKET_SCANNED, TOPIC_TICKET_TRANSFERRED, TicketTransfer,
+};
 use sqlx::Connection;
 use tempfile::TempDir;
 
@@ -2121,11 +2123,14 @@ async fn a_transfer_reissues_the_ticket_and_revokes_the_old_revision(h: &impl Ha
         (3, &bob, Some(&order.id), T0 + 10)
     );
     assert_eq!(audit.last().unwrap().seq, record.seq, "the last record");
-    let message = store.outbox_pending(10).await.unwrap().pop().unwrap();
+    // The transfer's outbox row, then the admitted scan's (for integrator webhooks).
+    let pending = store.outbox_pending(10).await.unwrap();
+    let topics: Vec<(&str, &str)> = pending.iter().map(|m| (m.topic.as_str(), m.key.as_str())).collect();
     assert_eq!(
-        (message.topic.as_str(), message.key.as_str()),
-        (TOPIC_TICKET_TRANSFERRED, issued.id.as_str())
+        topics[topics.len() - 2..],
+        [(TOPIC_TICKET_TRANSFERRED, issued.id.as_str()), (TOPIC_TICKET_SCANNED, issued.id.as_str())]
     );
+    let message = &pending[pending.len() - 2];
     let payload: serde_json::Value = serde_json::from_str(&message.payload).unwrap();
     assert_eq!(payload["previous_ticket_id"], given.id.as_str());
     assert_eq!((payload["from_user"].as_str(), payload["to_user"].as_str()), (Some("alice"), Some("bob")));
@@ -2318,3 +2323,382 @@ async fn static_tickets_are_allowed_until_an_update_refuses_them<H: Harness>(h: 
 }
 
 on_every_backend!(static_tickets_are_allowed_until_an_update_refuses_them, by_value);
+
+// --- webhooks ---
+
+fn new_webhook(url: &str, events: &[&str], max_enabled: u32) -> boxoffice_store::NewWebhook {
+    boxoffice_store::NewWebhook {
+        url: url.into(),
+        secret: "s3cret-s3cret-s3cret".into(),
+        events: events.iter().map(|e| e.to_string()).collect(),
+        created_at: T0,
+        max_enabled,
+    }
+}
+
+async fn webhook_deliveries_are_fanned_out_once_and_claimed_in_order_per_event(h: &impl Harness) {
+    use boxoffice_store::{DeliveryAttempt, DeliveryOutcome, DeliveryStatus, TOPIC_TICKET_SCANNED};
+    let store = h.store();
+    let orders_hook = store
+        .create_webhook(new_webhook("http://127.0.0.1:9/a", &[TOPIC_ORDER_CREATED, TOPIC_TICKET_SCANNED], 2))
+        .await
+        .unwrap()
+        .expect("under the limit");
+    let refunds_hook = store
+        .create_webhook(new_webhook("http://127.0.0.1:9/b", &[TOPIC_ORDER_REFUNDED], 2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.create_webhook(new_webhook("http://x/c", &[TOPIC_ORDER_CREATED], 2)).await.unwrap(),
+        None
+    );
+    assert_eq!(store.webhook(orders_hook.id).await.unwrap(), orders_hook);
+    assert_eq!(orders_hook.secret, "s3cret-s3cret-s3cret");
+
+    let (map, event) = venue_and_event(store).await;
+    let alice = user("alice");
+    let first = store.create_order(new_order(&event, &map, &alice, &[1], T0)).await.unwrap();
+    store.create_order(new_order(&event, &map, &alice, &[2], T0 + 1)).await.unwrap();
+    assert!(matches!(
+        store.scan_ticket(&first.tickets[0].id, 1, T0 + 2).await.unwrap(),
+        ScanOutcome::Admitted(_)
+    ));
+    let topics: Vec<String> = store.outbox_pending(10).await.unwrap().into_iter().map(|m| m.topic).collect();
+    assert_eq!(
+        topics,
+        [TOPIC_ORDER_CREATED, TOPIC_ORDER_CREATED, TOPIC_TICKET_SCANNED],
+        "the scan wrote its row"
+    );
+
+    let fanned = store.webhook_fan_out(10, T0).await.unwrap();
+    assert_eq!(
+        (fanned.read, fanned.deliveries),
+        (3, 3),
+        "three rows for the first endpoint, none for the second"
+    );
+    assert_eq!(store.webhook_fan_out(10, T0).await.unwrap().read, 0, "each row once");
+    assert!(store.webhook_deliveries(refunds_hook.id, 10, None).await.unwrap().items.is_empty());
+
+    // One event: only the oldest pending delivery may be attempted.
+    let claimed = store.webhook_claim(T0, 1_000, 10, "lease-1").await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let oldest = &claimed[0];
+    assert_eq!((oldest.delivery.kind.as_str(), oldest.delivery.attempts), (TOPIC_ORDER_CREATED, 1));
+    assert_eq!(oldest.delivery.event_key, event.id.to_string());
+    assert_eq!(oldest.url, "http://127.0.0.1:9/a");
+    assert!(
+        store.webhook_claim(T0, 1_000, 10, "lease-2").await.unwrap().is_empty(),
+        "claimed, and the rest wait"
+    );
+
+    let result = |lease: &str, outcome| DeliveryAttempt {
+        delivery_id: oldest.delivery.id,
+        lease: lease.into(),
+        at: T0 + 10,
+        status_code: Some(500),
+        error: Some("the endpoint answered 500".into()),
+        outcome,
+    };
+    let retry = DeliveryOutcome::Retry { next_attempt_at: T0 + 500 };
+    assert!(!store.webhook_record(result("lease-2", retry)).await.unwrap(), "not under another claim");
+    assert!(store.webhook_record(result("lease-1", retry)).await.unwrap());
+    assert!(
+        store.webhook_claim(T0 + 100, 1_000, 10, "lease-3").await.unwrap().is_empty(),
+        "backing off, in order"
+    );
+    let again = store.webhook_claim(T0 + 500, 1_000, 10, "lease-4").await.unwrap();
+    assert_eq!((again.len(), again[0].delivery.id, again[0].delivery.attempts), (1, oldest.delivery.id, 2));
+    assert_eq!(again[0].delivery.first_attempt_at, Some(T0), "the retry window starts at the first attempt");
+    let delivered = DeliveryAttempt {
+        status_code: Some(200),
+        error: None,
+        ..result("lease-4", DeliveryOutcome::Delivered)
+    };
+    assert!(store.webhook_record(delivered).await.unwrap());
+    let next = store.webhook_claim(T0 + 600, 1_000, 10, "lease-5").await.unwrap();
+    assert_eq!(next.len(), 1, "the next of the event, now that the older one is delivered");
+    assert!(next[0].delivery.id > oldest.delivery.id);
+
+    // The log, newest first, paged.
+    let page = store.webhook_deliveries(orders_hook.id, 2, None).await.unwrap();
+    assert_eq!(page.items.len(), 2);
+    let rest = store.webhook_deliveries(orders_hook.id, 2, page.next_cursor.as_deref()).await.unwrap();
+    assert_eq!((rest.items.len(), rest.next_cursor), (1, None));
+    let first_logged = &rest.items[0];
+    assert_eq!(first_logged.id, oldest.delivery.id);
+    assert_eq!(
+        (
+            first_logged.status,
+            first_logged.attempts,
+            first_logged.last_status_code,
+            first_logged.delivered_at
+        ),
+        (DeliveryStatus::Delivered, 2, Some(200), Some(T0 + 10))
+    );
+    assert!(matches!(store.webhook_deliveries(999, 2, None).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.webhook_deliveries(orders_hook.id, 2, Some("x")).await,
+        Err(StoreError::BadCursor)
+    ));
+
+    // A redelivery queues it again with a new window; under another endpoint it is unknown.
+    let queued = store.webhook_redeliver(orders_hook.id, oldest.delivery.id, T0 + 700).await.unwrap();
+    assert_eq!(
+        (queued.status, queued.next_attempt_at, queued.first_attempt_at),
+        (DeliveryStatus::Pending, T0 + 700, None)
+    );
+    assert!(matches!(
+        store.webhook_redeliver(refunds_hook.id, oldest.delivery.id, T0).await,
+        Err(StoreError::NotFound)
+    ));
+
+    // A disabled endpoint gets nothing more; a message appended on its own is fanned out.
+    store.disable_webhook(orders_hook.id, T0).await.unwrap();
+    assert!(store.webhook_claim(T0 + 800, 1_000, 10, "lease-6").await.unwrap().is_empty());
+    let seq = store
+        .outbox_append(TOPIC_ORDER_REFUNDED, "or_x", &serde_json::json!({"event_id": "ev_7"}), T0)
+        .await
+        .unwrap();
+    let fanned = store.webhook_fan_out(10, T0).await.unwrap();
+    assert_eq!((fanned.read, fanned.deliveries, fanned.position), (1, 1, seq));
+    let log = store.webhook_deliveries(refunds_hook.id, 10, None).await.unwrap();
+    assert_eq!((log.items[0].outbox_seq, log.items[0].event_key.as_str()), (seq, "ev_7"));
+    let listed = store.webhooks().await.unwrap();
+    assert_eq!(
+        listed.iter().map(|w| (w.id, w.enabled)).collect::<Vec<_>>(),
+        [(orders_hook.id, false), (refunds_hook.id, true)]
+    );
+    assert_eq!(store.meta_get(boxoffice_store::WEBHOOK_CURSOR_KEY).await.unwrap(), Some(seq.to_string()));
+}
+
+on_every_backend!(webhook_deliveries_are_fanned_out_once_and_claimed_in_order_per_event);
+
+async fn a_sold_out_event_is_announced_once(h: &impl Harness) {
+    use boxoffice_store::TOPIC_EVENT_SOLD_OUT;
+    let store = h.store();
+    let (map, event) = venue_and_event(store).await;
+    let alice = user("alice");
+    let all_but_one: Vec<u32> = (0..map.len() as u32 - 1).collect();
+    store.create_order(new_order(&event, &map, &alice, &all_but_one, T0)).await.unwrap();
+    store.webhook_fan_out(10, T0).await.unwrap();
+    let last =
+        store.create_order(new_order(&event, &map, &alice, &[map.len() as u32 - 1], T0)).await.unwrap();
+    store.webhook_fan_out(10, T0).await.unwrap();
+    let sold_out = |rows: Vec<boxoffice_store::OutboxMessage>| {
+        rows.into_iter().filter(|m| m.topic == TOPIC_EVENT_SOLD_OUT).collect::<Vec<_>>()
+    };
+    let announced = sold_out(store.outbox_pending(10).await.unwrap());
+    assert_eq!(announced.len(), 1, "after the order that sold the last seat");
+    assert_eq!(announced[0].key, event.id.to_string());
+
+    // Sold out again after a refund and a new sale: still announced once.
+    let refund = RefundRequest {
+        order: last.id.clone(),
+        tickets: None,
+        allow_scanned: false,
+        refund_id: "rf_1".into(),
+        now: T0,
+    };
+    store.refund_tickets(refund).await.unwrap();
+    store.create_order(new_order(&event, &map, &alice, &[map.len() as u32 - 1], T0)).await.unwrap();
+    store.webhook_fan_out(10, T0).await.unwrap();
+    assert_eq!(sold_out(store.outbox_pending(20).await.unwrap()).len(), 1);
+}
+
+on_every_backend!(a_sold_out_event_is_announced_once);
+
+// --- allocations and presale codes ---
+
+fn allocation(
+    event: &Event,
+    name: &str,
+    seats: &[u32],
+    release_at: UnixMs,
+) -> boxoffice_store::NewAllocation {
+    boxoffice_store::NewAllocation {
+        event: event.id,
+        name: name.into(),
+        seats: seats.to_vec(),
+        release_at,
+        roles: vec!["staff".into()],
+    }
+}
+
+async fn allocations_read_back_and_refuse_a_taken_name_or_seat(h: &impl Harness) {
+    let store = h.store();
+    let (_, event) = venue_and_event(store).await;
+    let head = store.catalog_change_head().await.unwrap();
+    let presale = store.create_allocation(allocation(&event, "presale", &[0, 1, 2], T0)).await.unwrap();
+    assert_eq!((presale.name.as_str(), presale.seats.as_slice()), ("presale", &[0, 1, 2][..]));
+    let changes = store.catalog_changes_after(head, 10).await.unwrap();
+    assert_eq!(changes.len(), 1, "followers hear of the new allocation");
+    let same_name = store.create_allocation(allocation(&event, "presale", &[7], T0)).await;
+    assert!(matches!(same_name, Err(StoreError::Invalid(_))), "{same_name:?}");
+    let shared_seat = store.create_allocation(allocation(&event, "fanclub", &[2, 3], T0)).await;
+    assert!(matches!(shared_seat, Err(StoreError::Invalid(_))), "{shared_seat:?}");
+    store.create_allocation(allocation(&event, "fanclub", &[3, 4], T0 + HOUR)).await.unwrap();
+    let listed = store.allocations(event.id).await.unwrap();
+    assert_eq!(listed.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["presale", "fanclub"]);
+    assert_eq!(listed[1].release_at, T0 + HOUR);
+    assert_eq!(listed[1].roles, vec!["staff".to_owned()]);
+    let missing =
+        boxoffice_store::NewAllocation { event: EventId(987_654), ..allocation(&event, "y", &[1], T0) };
+    assert!(matches!(store.create_allocation(missing).await, Err(StoreError::NotFound)));
+}
+
+on_every_backend!(allocations_read_back_and_refuse_a_taken_name_or_seat);
+
+async fn presale_codes_count_uses_and_seats_within_their_limits(h: &impl Harness) {
+    let store = h.store();
+    let (_, event) = venue_and_event(store).await;
+    store.create_allocation(allocation(&event, "presale", &[0, 1, 2, 3], T0 + HOUR)).await.unwrap();
+    let codes = |hashes: &[&str]| boxoffice_store::NewPresaleCodes {
+        event: event.id,
+        allocation: "presale".into(),
+        code_hashes: hashes.iter().map(|h| (*h).to_owned()).collect(),
+        max_seats_per_code: 4,
+        max_uses: 2,
+        expires_at: T0 + HOUR,
+    };
+    store.create_presale_codes(codes(&["aa", "bb"])).await.unwrap();
+    let unknown_allocation = boxoffice_store::NewPresaleCodes { allocation: "nope".into(), ..codes(&["cc"]) };
+    assert!(matches!(store.create_presale_codes(unknown_allocation).await, Err(StoreError::NotFound)));
+
+    let read = store.presale_code(event.id, "aa").await.unwrap().unwrap();
+    assert_eq!((read.allocation.as_str(), read.uses, read.seats_used, read.max_uses), ("presale", 0, 0, 2));
+    assert!(store.presale_code(event.id, "zz").await.unwrap().is_none());
+    assert!(
+        store.presale_code(EventId(987_654), "aa").await.unwrap().is_none(),
+        "codes belong to their event"
+    );
+
+    // Seats: 3 then 2 more would pass 4; 1 more fits and is the second (last) use.
+    assert!(store.use_presale_code(event.id, "aa", 3, T0).await.unwrap());
+    assert!(!store.use_presale_code(event.id, "aa", 2, T0).await.unwrap());
+    assert!(store.use_presale_code(event.id, "aa", 1, T0).await.unwrap());
+    assert!(!store.use_presale_code(event.id, "aa", 0, T0).await.unwrap(), "no third use");
+    let used = store.presale_code(event.id, "aa").await.unwrap().unwrap();
+    assert_eq!((used.uses, used.seats_used), (2, 4));
+    // A use given back (its hold was not made) can be taken again.
+    store.return_presale_code_use(event.id, "aa", 1).await.unwrap();
+    assert!(store.use_presale_code(event.id, "aa", 1, T0).await.unwrap());
+    // Expired: refused at and after `expires_at`.
+    assert!(!store.use_presale_code(event.id, "bb", 1, T0 + HOUR).await.unwrap());
+    assert!(store.use_presale_code(event.id, "bb", 1, T0 + HOUR - 1).await.unwrap());
+}
+
+on_every_backend!(presale_codes_count_uses_and_seats_within_their_limits);
+
+async fn concurrent_uses_of_a_code_never_pass_its_limit(h: &impl Harness) {
+    let store = h.shared();
+    let (_, event) = venue_and_event(&*store).await;
+    store.create_allocation(allocation(&event, "presale", &[0, 1], T0 + HOUR)).await.unwrap();
+    let codes = boxoffice_store::NewPresaleCodes {
+        event: event.id,
+        allocation: "presale".into(),
+        code_hashes: vec!["aa".into()],
+        max_seats_per_code: 100,
+        max_uses: 3,
+        expires_at: T0 + HOUR,
+    };
+    store.create_presale_codes(codes).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        let store = store.clone();
+        tasks.spawn(async move { store.use_presale_code(event.id, "aa", 1, T0).await.unwrap() });
+    }
+    let mut counted = 0;
+    while let Some(used) = tasks.join_next().await {
+        counted += usize::from(used.unwrap());
+    }
+    assert_eq!(counted, 3);
+    assert_eq!(store.presale_code(event.id, "aa").await.unwrap().unwrap().uses, 3);
+}
+
+on_every_backend!(concurrent_uses_of_a_code_never_pass_its_limit);
+
+// --- the sold-out waitlist ---
+
+fn waitlist_entry(event: &Event, id: &str, who: &str) -> boxoffice_store::NewWaitlistEntry {
+    boxoffice_store::NewWaitlistEntry {
+        id: id.into(),
+        event: event.id,
+        user: user(who),
+        email: Some(format!("{who}@example.com")),
+        group_size: 2,
+        sections: vec!["A".into()],
+        max_price: Some(5_000),
+        adjacent: true,
+        now: T0,
+    }
+}
+
+async fn waitlist_entries_keep_join_order_one_active_per_user_and_change_by_compare_and_set(
+    h: &impl Harness,
+) {
+    use boxoffice_store::{WaitlistChange, WaitlistJoin, WaitlistState};
+    let store = h.store();
+    let (_, event) = venue_and_event(store).await;
+    let joined = |j: WaitlistJoin| match j {
+        WaitlistJoin::Joined(e) => e,
+        other => panic!("expected a new entry, got {other:?}"),
+    };
+    let ann = joined(store.waitlist_join(waitlist_entry(&event, "wl_a", "ann"), 3).await.unwrap());
+    assert_eq!((ann.seq, ann.state, ann.group_size, ann.adjacent), (1, WaitlistState::Waiting, 2, true));
+    let bob = joined(store.waitlist_join(waitlist_entry(&event, "wl_b", "bob"), 3).await.unwrap());
+    assert_eq!(bob.seq, 2);
+    // Joining again returns the active entry.
+    match store.waitlist_join(waitlist_entry(&event, "wl_a2", "ann"), 3).await.unwrap() {
+        WaitlistJoin::Existing(e) => assert_eq!(e.id, "wl_a"),
+        other => panic!("{other:?}"),
+    }
+    joined(store.waitlist_join(waitlist_entry(&event, "wl_c", "cat"), 3).await.unwrap());
+    assert_eq!(
+        store.waitlist_join(waitlist_entry(&event, "wl_d", "dan"), 3).await.unwrap(),
+        WaitlistJoin::Full(3)
+    );
+    let missing =
+        boxoffice_store::NewWaitlistEntry { event: EventId(987_654), ..waitlist_entry(&event, "wl_x", "x") };
+    assert!(matches!(store.waitlist_join(missing, 3).await, Err(StoreError::NotFound)));
+
+    let read = store.waitlist_entry("wl_a").await.unwrap().unwrap();
+    assert_eq!(read, ann);
+    assert_eq!(read.email.as_deref(), Some("ann@example.com"));
+    assert_eq!(read.sections, vec!["A".to_owned()]);
+    assert_eq!(read.max_price, Some(5_000));
+    assert_eq!(store.waitlist_position(event.id, bob.seq).await.unwrap(), 2);
+    assert_eq!(store.waitlist_active_of(event.id, &user("bob")).await.unwrap(), Some(bob.clone()));
+    assert_eq!(store.waitlist_active_of(event.id, &user("eve")).await.unwrap(), None);
+
+    let hold = HoldId::random(event.id);
+    let offer = WaitlistChange {
+        state: WaitlistState::Offered,
+        hold: Some(hold),
+        offer_expires_at: Some(T0 + HOUR),
+        now: T0 + 1,
+    };
+    assert!(store.waitlist_update("wl_a", WaitlistState::Waiting, offer.clone()).await.unwrap());
+    // A second offer to the same entry (another matcher) is refused.
+    assert!(!store.waitlist_update("wl_a", WaitlistState::Waiting, offer).await.unwrap());
+    let offered = store.waitlist_entry("wl_a").await.unwrap().unwrap();
+    assert_eq!(
+        (offered.state, offered.hold, offered.offer_expires_at),
+        (WaitlistState::Offered, Some(hold), Some(T0 + HOUR))
+    );
+    assert_eq!(store.waitlist_position(event.id, bob.seq).await.unwrap(), 1, "ann no longer waits");
+    let done = WaitlistChange { state: WaitlistState::Done, hold: None, offer_expires_at: None, now: T0 + 2 };
+    assert!(store.waitlist_update("wl_a", WaitlistState::Offered, done).await.unwrap());
+    let ended = store.waitlist_entry("wl_a").await.unwrap().unwrap();
+    assert_eq!((ended.state, ended.hold), (WaitlistState::Done, Some(hold)), "the hold is kept");
+    let active: Vec<String> =
+        store.waitlist_active(Some(event.id)).await.unwrap().into_iter().map(|e| e.id).collect();
+    assert_eq!(active, vec!["wl_b", "wl_c"]);
+    assert_eq!(store.waitlist_active(None).await.unwrap().len(), 2);
+    // Ended, ann may join again, at the back.
+    let again = joined(store.waitlist_join(waitlist_entry(&event, "wl_a3", "ann"), 3).await.unwrap());
+    assert_eq!(again.seq, 4);
+    assert!(store.waitlist_entry("wl_nope").await.unwrap().is_none());
+}
+
+on_every_backend!(waitlist_entries_keep_join_order_one_active_per_user_and_change_by_compare_and_set);

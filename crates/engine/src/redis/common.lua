@@ -1,10 +1,14 @@
 -- The prelude of every inventory script; each operation's file follows it (see redis.rs
 -- for the key layout). Every key is declared in KEYS and carries the event's hash tag.
--- KEYS: 1 meta, 2 bits, 3 seats, 4 users, 5 holds, 6 expiry, 7 pins, 8 ended, 9 changes.
+-- KEYS: 1 meta, 2 bits, 3 seats, 4 users, 5 holds, 6 expiry, 7 pins, 8 ended, 9 changes,
+-- 10 pool, then (the rebuild scripts) 11 the rebuild lock, and last the guard, never touched (redis.rs).
 -- ARGV: 1 now in ms ('' = the server's TIME), 2 change stream cap, 3 ms an ended hold is
 -- kept; the operation's own arguments start at 4.
 local K_META, K_BITS, K_SEATS, K_USERS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_HOLDS, K_EXPIRY, K_PINS, K_ENDED, K_CHANGES = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+-- The waitlist pool (set of seats, state 'p' in seats, bit 0, counted in meta 'held');
+-- meta 'wl' = 1 while freed seats go to it.
+local K_POOL = KEYS[10]
 
 local now
 if ARGV[1] ~= '' then
@@ -103,19 +107,52 @@ local function not_live(h)
   return err('UNKNOWN_HOLD')
 end
 
--- Ends a live hold: its seats become available (sold when confirmed).
+-- Whether seats freed for this reason go to the waitlist pool now.
+local function pools(reason)
+  return (reason == 'user' or reason == 'expiry' or reason == 'refund')
+    and redis.call('HGET', K_META, 'wl') == '1'
+end
+
+-- Pool -> AVAILABLE for the given seats that are in the pool, as one change.
+local function unpool(seats)
+  local released = {}
+  for _, s in ipairs(seats) do
+    local seat = tonumber(s)
+    if redis.call('SREM', K_POOL, seat) == 1 then
+      redis.call('HDEL', K_SEATS, seat)
+      redis.call('SETBIT', K_BITS, bit_offset(seat), 1)
+      released[#released + 1] = seat
+    end
+  end
+  if #released > 0 then
+    table.sort(released)
+    redis.call('HINCRBY', K_META, 'held', -#released)
+    bump()
+    record('unpooled', nil, released, nil, nil)
+  end
+  return released
+end
+
+-- Ends a live hold: its seats become available (sold when confirmed; pooled while the
+-- waitlist flag is set).
 local function end_hold(nonce, h, status, reason)
   local confirmed = status == 'confirmed'
+  local pooled = not confirmed and pools(reason)
   for _, s in ipairs(h.s) do
     if confirmed then
       redis.call('HSET', K_SEATS, s, 's' .. h.u)
+    elseif pooled then
+      redis.call('HSET', K_SEATS, s, 'p')
+      redis.call('SADD', K_POOL, s)
     else
       redis.call('HDEL', K_SEATS, s)
       redis.call('SETBIT', K_BITS, bit_offset(s), 1)
     end
   end
   local n = #h.s
-  redis.call('HINCRBY', K_META, 'held', -n)
+  if not pooled then
+    redis.call('HINCRBY', K_META, 'held', -n)
+  end
   if confirmed then
     redis.call('HINCRBY', K_META, 'sold', n)
   else
@@ -131,6 +168,8 @@ local function end_hold(nonce, h, status, reason)
   bump()
   if confirmed then
     record('sold', nil, h.s, nonce, h.u)
+  elseif pooled then
+    record('pooled', reason, h.s, nonce, h.u)
   else
     record('released', reason, h.s, nonce, h.u)
   end

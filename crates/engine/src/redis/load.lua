@@ -5,7 +5,7 @@ if loaded() then
   return {'ok', 0, tonumber(m[1]), tonumber(m[2])}
 end
 -- Leftovers of an earlier life of the event (its meta lost) must not mix with the new.
-redis.call('DEL', K_BITS, K_SEATS, K_USERS, K_HOLDS, K_EXPIRY, K_PINS, K_ENDED, K_CHANGES)
+redis.call('DEL', K_BITS, K_SEATS, K_USERS, K_HOLDS, K_EXPIRY, K_PINS, K_ENDED, K_CHANGES, K_POOL)
 local sold = 0
 for i = 6, #ARGV, 2 do
   redis.call('HSET', K_SEATS, ARGV[i], 's' .. ARGV[i + 1])

@@ -13,6 +13,9 @@ for i = 4, #ARGV, 2 do
     if kind == 'h' then
       local nonce = string.sub(state, 2)
       end_hold(nonce, load_hold(nonce), 'released', 'superseded')
+    elseif kind == 'p' then
+      -- The order is the truth: the seat leaves the pool, and is sold below.
+      unpool({seat})
     end
     redis.call('HSET', K_SEATS, seat, 's' .. user)
     redis.call('SETBIT', K_BITS, bit_offset(seat), 0)

@@ -1,18 +1,18 @@
 -- finish_rebuild: ARGV 4 lock token, 5 seat count, 6 bitmap (sold seats cleared), 7 epoch,
 -- 8 version, 9 number of sold seats, then that many (seat, user) pairs, then the pins to
--- restore as (nonce, user, attempt, deadline ms, seats joined by ','); KEYS[10] the
+-- restore as (nonce, user, attempt, deadline ms, seats joined by ','); KEYS[11] the
 -- event's rebuild lock. Initializes the event only if it is still absent and the lock is
 -- still the caller's, then releases the lock.
 -- Returns {'ok', initialized, pins restored, pins skipped}.
-if redis.call('GET', KEYS[10]) ~= ARGV[4] then
+if redis.call('GET', KEYS[11]) ~= ARGV[4] then
   return err('REBUILD_LOCK_LOST')
 end
-redis.call('DEL', KEYS[10])
+redis.call('DEL', KEYS[11])
 if loaded() then
   return {'ok', 0, 0, 0}
 end
 -- Whatever survived of the event's keys must not mix with the rebuilt state.
-redis.call('DEL', K_BITS, K_SEATS, K_USERS, K_HOLDS, K_EXPIRY, K_PINS, K_ENDED, K_CHANGES)
+redis.call('DEL', K_BITS, K_SEATS, K_USERS, K_HOLDS, K_EXPIRY, K_PINS, K_ENDED, K_CHANGES, K_POOL)
 local n = tonumber(ARGV[5])
 local sold = tonumber(ARGV[9])
 local i = 10

@@ -1,5 +1,6 @@
 -- check_invariants: everything of the event, read at once, changing nothing.
--- Returns {'ok', version, seats, held, sold, bitmap, seat states, users, holds, expiry, pins}.
+-- Returns {'ok', version, seats, held, sold, bitmap, seat states, users, holds, expiry, pins,
+-- pool}.
 if not loaded() then
   return err('UNKNOWN_EVENT')
 end
@@ -13,5 +14,5 @@ end
 return {
   'ok', v, n, held, sold, redis.call('GET', K_BITS), redis.call('HGETALL', K_SEATS),
   redis.call('HGETALL', K_USERS), holds, redis.call('ZRANGE', K_EXPIRY, 0, -1, 'WITHSCORES'),
-  redis.call('ZRANGE', K_PINS, 0, -1)
+  redis.call('ZRANGE', K_PINS, 0, -1), redis.call('SMEMBERS', K_POOL)
 }

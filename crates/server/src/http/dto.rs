@@ -581,6 +581,9 @@ pub struct HoldBody {
     #[schema(example = json!(["A-12-7", "A-12-8"]))]
     pub seats: Option<Vec<String>>,
     pub best_available: Option<BestAvailableBody>,
+    /// A presale code: entitles the hold to the seats of the code's allocation.
+    #[schema(example = "K7M2QXH9RT4W")]
+    pub presale_code: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -38,13 +38,13 @@ use axum::extract::{ConnectInfo, MatchedPath, Request};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use boxoffice_core::UserId;
+use boxoffice_engine::RedisConnection;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use parking_lot::Mutex;
 use redis::Script;
-use redis::aio::ConnectionManager;
 use tower::{Layer, Service};
 
 use crate::auth::Caller;
@@ -67,6 +67,12 @@ pub struct KeyedLimit<K: Hash + Eq + Clone, C: Clock = DefaultClock> {
 impl<K: Hash + Eq + Clone> KeyedLimit<K> {
     pub fn per_second(n: NonZeroU32) -> Self {
         KeyedLimit::with_clock(n, DefaultClock::default())
+    }
+
+    /// A burst of `burst`, then one more every `interval`.
+    pub fn with_interval(burst: NonZeroU32, interval: Duration) -> Self {
+        let quota = Quota::with_period(interval).expect("a non-zero interval").allow_burst(burst);
+        KeyedLimit { limiter: RateLimiter::dashmap_with_clock(quota, DefaultClock::default()) }
     }
 }
 
@@ -128,7 +134,7 @@ return 0
 /// A rate limit of `n` per second with a burst of `n` shared by every node through
 /// Redis, with this node's own limit of the same rate while Redis does not answer.
 pub struct SharedLimit<K: Hash + Eq + Clone + std::fmt::Display> {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     /// `<prefix>rl:<scope>:`
     key_prefix: String,
     scope: &'static str,
@@ -142,7 +148,7 @@ pub struct SharedLimit<K: Hash + Eq + Clone + std::fmt::Display> {
 }
 
 impl<K: Hash + Eq + Clone + std::fmt::Display> SharedLimit<K> {
-    pub fn new(conn: ConnectionManager, prefix: &str, scope: &'static str, n: NonZeroU32) -> Self {
+    pub fn new(conn: RedisConnection, prefix: &str, scope: &'static str, n: NonZeroU32) -> Self {
         metrics::gauge!("boxoffice_rate_limit_shared", "scope" => scope).set(1.0);
         SharedLimit {
             conn,
@@ -152,6 +158,28 @@ impl<K: Hash + Eq + Clone + std::fmt::Display> SharedLimit<K> {
             burst: n.get(),
             script: Script::new(GCRA_SCRIPT),
             local: KeyedLimit::per_second(n),
+            retry_at: Mutex::new(None),
+            degraded: AtomicBool::new(false),
+        }
+    }
+
+    /// A shared limit of a burst of `burst`, then one more every `interval`.
+    pub fn with_interval(
+        conn: RedisConnection,
+        prefix: &str,
+        scope: &'static str,
+        burst: NonZeroU32,
+        interval: Duration,
+    ) -> Self {
+        metrics::gauge!("boxoffice_rate_limit_shared", "scope" => scope).set(1.0);
+        SharedLimit {
+            conn,
+            key_prefix: format!("{prefix}rl:{scope}:"),
+            scope,
+            interval_us: (interval.as_micros() as u64).max(1),
+            burst: burst.get(),
+            script: Script::new(GCRA_SCRIPT),
+            local: KeyedLimit::with_interval(burst, interval),
             retry_at: Mutex::new(None),
             degraded: AtomicBool::new(false),
         }
@@ -223,7 +251,7 @@ impl<K: Hash + Eq + Clone + std::fmt::Display> Limit<K> {
         }
     }
 
-    fn purge(&self) {
+    pub fn purge(&self) {
         match self {
             Limit::Local(limit) => limit.purge(),
             Limit::Shared(limit) => limit.local.purge(),
@@ -235,6 +263,8 @@ impl<K: Hash + Eq + Clone + std::fmt::Display> Limit<K> {
 pub struct Guard {
     per_user: Option<Limit<UserId>>,
     per_ip: Option<Limit<IpAddr>>,
+    /// Wrong presale codes per user.
+    pub presale_codes: crate::allocations::CodeAttempts,
     inflight: Arc<AtomicUsize>,
     max_inflight: usize,
 }
@@ -252,6 +282,10 @@ impl Guard {
                 .map(|n| Limit::Local(KeyedLimit::per_second(n))),
             per_ip: NonZeroU32::new(config.rate_limit_per_ip)
                 .map(|n| Limit::Local(KeyedLimit::per_second(n))),
+            presale_codes: crate::allocations::CodeAttempts::new(Limit::Local(KeyedLimit::with_interval(
+                crate::allocations::CODE_FAILURE_BURST,
+                crate::allocations::CODE_FAILURE_INTERVAL,
+            ))),
             inflight: Arc::new(AtomicUsize::new(0)),
             max_inflight: config.max_inflight_holds as usize,
         }
@@ -259,13 +293,20 @@ impl Guard {
 
     /// The limits of a node in distributed mode: per user and per IP shared by every
     /// node through Redis (`conn`, keys under `--redis-key-prefix`).
-    pub fn shared(config: &Config, conn: ConnectionManager) -> Self {
+    pub fn shared(config: &Config, conn: RedisConnection) -> Self {
         let prefix = &config.redis_key_prefix;
         Guard {
             per_user: NonZeroU32::new(config.rate_limit_per_user)
                 .map(|n| Limit::Shared(SharedLimit::new(conn.clone(), prefix, "user", n))),
             per_ip: NonZeroU32::new(config.rate_limit_per_ip)
-                .map(|n| Limit::Shared(SharedLimit::new(conn, prefix, "ip", n))),
+                .map(|n| Limit::Shared(SharedLimit::new(conn.clone(), prefix, "ip", n))),
+            presale_codes: crate::allocations::CodeAttempts::new(Limit::Shared(SharedLimit::with_interval(
+                conn,
+                prefix,
+                "presale-code",
+                crate::allocations::CODE_FAILURE_BURST,
+                crate::allocations::CODE_FAILURE_INTERVAL,
+            ))),
             ..Guard::new(config)
         }
     }
@@ -291,6 +332,7 @@ impl Guard {
         if let Some(limit) = &self.per_ip {
             limit.purge();
         }
+        self.presale_codes.purge(boxoffice_engine::Clock::now_ms(&boxoffice_engine::SystemClock));
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use boxoffice_core::{HoldId, HoldStatus, UserId};
+use boxoffice_core::{HoldId, HoldStatus};
 use boxoffice_engine::{HoldRequest, InventoryError, Selection};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -49,12 +49,12 @@ fn now_ms() -> u64 {
     security(("bearer" = [])),
     responses((status = 201, body = HoldDto),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, description = "NOT_ADMITTED: the queue is on and no valid admission token came", body = ErrorBody),
+        (status = 403, description = "NOT_ADMITTED: the queue is on and no valid admission token came; NOT_ENTITLED: seats of an allocation without its role or a valid `presale_code` (wrong, expired and used-up codes alike)", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 409, description = "SEATS_UNAVAILABLE (with `seats`), NOT_ON_SALE, NOT_ENOUGH_SEATS", body = ErrorBody),
         (status = 413, body = ErrorBody),
         (status = 422, description = "HOLD_LIMIT; ORPHAN_SEAT (with `seat` and `seats`: the seats the hold would leave alone)", body = ErrorBody),
-        (status = 429, description = "RATE_LIMITED (Retry-After)", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED (Retry-After); also after too many wrong presale codes", body = ErrorBody),
         (status = 503, description = "OVERLOADED (Retry-After)", body = ErrorBody)))]
 async fn create_hold(
     State(state): State<AppState>,
@@ -70,7 +70,7 @@ async fn create_hold(
     let admission = headers.get("admission-token").and_then(|v| v.to_str().ok());
     let route = format!("POST /v1/events/{event_id}/holds");
     idempotency::run_keyed(&state, &caller.user, route, key, &body.raw, async {
-        let dto = hold(&state, &caller.user, &event_id, admission, body.value).await?;
+        let dto = hold(&state, &caller, &event_id, admission, body.value).await?;
         Ok((StatusCode::CREATED, serde_json::to_vec(&dto).expect("holds serialize")))
     })
     .await
@@ -123,11 +123,13 @@ pub fn check_on_sale(entry: &EventEntry, now: u64) -> Result<(), ApiError> {
 
 async fn hold(
     state: &AppState,
-    user: &UserId,
+    caller: &Caller,
     event_id: &str,
     admission: Option<&str>,
-    body: HoldBody,
+    mut body: HoldBody,
 ) -> Result<HoldDto, ApiError> {
+    let user = &caller.user;
+    let presale_code = body.presale_code.take();
     let asked = asked(body)?;
     let event = parse_event_id(event_id)?;
     let entry = state.catalog.event(state.store.as_ref(), event).await?;
@@ -184,6 +186,16 @@ async fn hold(
             Selection::BestAvailable { count, section }
         }
     };
+    // Allocations: after the seat labels, before the seats' availability.
+    let entitlement = crate::http::allocations::entitle_hold(
+        state,
+        &entry,
+        caller,
+        presale_code.as_deref(),
+        &selection,
+        now_ms(),
+    )
+    .await?;
     let request = HoldRequest {
         event,
         user: user.clone(),
@@ -191,6 +203,7 @@ async fn hold(
         ttl_ms: state.limits.hold_ttl_ms,
         max_seats_per_user: state.limits.max_seats_per_user_per_event,
         orphan_rule: entry.event.orphan_rule,
+        blocked: entitlement.blocked,
     };
     // Distributed mode: the event may have been made on another node, and this node's
     // catalog follower may not have loaded it yet.
@@ -205,6 +218,8 @@ async fn hold(
         }
         (other, _) => other,
     };
+    let held_seats = held.as_ref().ok().map(|view| view.seats.as_slice());
+    crate::http::allocations::settle_code_use(state, &entry, entitlement.code_use, held_seats).await;
     match held {
         Ok(view) => {
             metrics::counter!("boxoffice_holds_total", "result" => "held").increment(1);

@@ -57,13 +57,20 @@ async fn availability_stream(
     // Subscribe before reading the start, so no frame after it is missed.
     let rx = feed.tx.subscribe();
     let resume = resume_id(&headers);
-    let current = state.inventory.feed(event, resume.map_or(u64::MAX, |(_, v)| v)).await?;
+    let (current, mask) =
+        crate::live::public_feed(&state, event, resume.map_or(u64::MAX, |(_, v)| v)).await?;
     let epoch = current.availability.epoch;
     let resume = resume.filter(|&(e, _)| e == epoch).map(|(_, v)| v);
+    // A resumed viewer's map may predate an allocation or its release (the id does not
+    // say which mask it was drawn with): for an event with allocations it starts again
+    // with a snapshot.
+    let resumable = mask == 0;
     let first = match (resume, current.changes.as_ref()) {
-        (Some(v), Some(_)) if v == current.availability.version => None,
-        (Some(_), Some(changes)) => Some(catch_up_frame(epoch, &current.availability, Some(changes))),
-        _ => Some(catch_up_frame(epoch, &current.availability, None)),
+        (Some(v), Some(_)) if v == current.availability.version && resumable => None,
+        (Some(_), Some(changes)) if resumable => {
+            Some(catch_up_frame(epoch, &current.availability, Some(changes), mask))
+        }
+        _ => Some(catch_up_frame(epoch, &current.availability, None, mask)),
     };
     let viewer = Viewer {
         state,
@@ -72,6 +79,7 @@ async fn availability_stream(
         rx,
         epoch,
         version: current.availability.version,
+        mask,
         catch_ups: 0,
         first: first.map(|f| f.bytes),
         _slot: slot,
@@ -89,6 +97,8 @@ struct Viewer {
     /// The epoch and version the viewer's map is at.
     epoch: u64,
     version: u64,
+    /// The allocation mask the viewer's map is drawn with.
+    mask: u64,
     catch_ups: u32,
     first: Option<Bytes>,
     _slot: ViewerSlot,
@@ -108,16 +118,18 @@ async fn next_frame(mut viewer: Viewer) -> Option<(Result<Bytes, Infallible>, Vi
                 if frame.epoch != viewer.epoch {
                     // The event was rebuilt: only a snapshot of the new epoch follows on.
                     if frame.snapshot {
-                        (viewer.epoch, viewer.version) = (frame.epoch, frame.to);
+                        (viewer.epoch, viewer.version, viewer.mask) = (frame.epoch, frame.to, frame.mask);
                         return Some((Ok(frame.bytes.clone()), viewer));
                     }
                     return catch_up(viewer).await;
                 }
-                if frame.to <= viewer.version {
+                // A snapshot of the same version under a new allocation mask (a release)
+                // still changes the viewer's map.
+                if frame.to < viewer.version || (frame.to == viewer.version && frame.mask == viewer.mask) {
                     continue;
                 }
-                if frame.snapshot || frame.from == viewer.version {
-                    viewer.version = frame.to;
+                if frame.snapshot || (frame.from == viewer.version && frame.mask == viewer.mask) {
+                    (viewer.version, viewer.mask) = (frame.to, frame.mask);
                     return Some((Ok(frame.bytes.clone()), viewer));
                 }
                 // Joined between two frames: its own delta bridges the gap.
@@ -138,11 +150,12 @@ async fn next_frame(mut viewer: Viewer) -> Option<(Result<Bytes, Infallible>, Vi
 }
 
 async fn catch_up(mut viewer: Viewer) -> Option<(Result<Bytes, Infallible>, Viewer)> {
-    let current = viewer.state.inventory.feed(viewer.event, viewer.version).await.ok()?;
+    let (current, mask) = crate::live::public_feed(&viewer.state, viewer.event, viewer.version).await.ok()?;
     let epoch = current.availability.epoch;
-    let changes = current.changes.as_ref().filter(|_| epoch == viewer.epoch);
-    let frame = catch_up_frame(epoch, &current.availability, changes);
+    let changes = current.changes.as_ref().filter(|_| epoch == viewer.epoch && mask == viewer.mask);
+    let frame = catch_up_frame(epoch, &current.availability, changes, mask);
     viewer.epoch = epoch;
+    viewer.mask = mask;
     if frame.snapshot {
         metrics::counter!("boxoffice_sse_resnapshots_total").increment(1);
     }

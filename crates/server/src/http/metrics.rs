@@ -37,6 +37,11 @@ fn describe() {
     metrics::describe_counter!("boxoffice_refunded_seats_total", "Tickets voided by refunds");
     metrics::describe_counter!("boxoffice_ticket_scans_total", "Door scans by result");
     metrics::describe_counter!("boxoffice_ticket_mails_total", "Ticket mail by outcome");
+    metrics::describe_counter!("boxoffice_webhook_attempts_total", "Webhook delivery attempts made");
+    metrics::describe_counter!(
+        "boxoffice_webhook_deliveries_total",
+        "Webhook delivery attempts by result: delivered, retrying or failed (given up)"
+    );
     metrics::describe_histogram!("boxoffice_ticket_delivery_seconds", "Order commit to ticket mail written");
     metrics::describe_histogram!("boxoffice_http_request_duration_seconds", "HTTP request latency by route");
     metrics::describe_gauge!(

@@ -4,6 +4,7 @@
 //! routes.
 
 pub mod admin_stream;
+pub mod allocations;
 pub mod audit;
 pub mod auth;
 pub mod availability;
@@ -21,8 +22,10 @@ pub mod queue;
 pub mod search;
 pub mod stats;
 pub mod tickets;
+pub mod waitlist;
 pub mod web;
 pub mod webhook;
+pub mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -66,6 +69,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(events::router())
         .merge(search::router())
         .merge(availability::router())
+        .merge(allocations::router())
         .merge(live::router())
         .merge(stats::router())
         .merge(admin_stream::router())
@@ -74,7 +78,9 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(orders::router())
         .merge(queue::router())
         .merge(tickets::router())
+        .merge(waitlist::router())
         .merge(webhook::router())
+        .merge(webhooks::router())
         .split_for_parts()
 }
 

@@ -16,6 +16,10 @@
 //! - `lease`: the drainer's lease, `node:fence` with a TTL of [`LEASE_MS`].
 //! - `gone`: entries that left the line, to forget them when their time comes.
 //! - `ch`, `chx`: proof-of-work challenges and their expiry.
+//! - `guard`: never written; declared last by every script so that on Redis Cluster no
+//!   script of the event runs while its slot migrates (Redis answers `TRYAGAIN`, the
+//!   client retries; see `boxoffice_engine::redis`). The `u:` buckets are reached by name
+//!   inside the scripts, in the same slot, so a script must never run half-migrated.
 //!
 //! Each operation is one Lua script (`redis/*.lua` after `redis/common.lua`). Expiry is
 //! applied lazily by every read of an entry (an entry past its deadline reads expired at
@@ -33,10 +37,10 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Script, ScriptInvocation, Value};
 use async_trait::async_trait;
 use boxoffice_core::{EventId, UnixMs, UserId};
+use boxoffice_engine::redis::connection::{ConnectOptions, RedisConnection};
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -102,7 +106,7 @@ impl Scripts {
 /// The Redis [`WaitingRoom`]. Several instances (nodes) on one Redis and prefix are one
 /// waiting room.
 pub struct RedisWaitingRoom {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     prefix: String,
     /// This node in lease values: `pid-<pid>-<random>` (no `:`).
     node: String,
@@ -116,15 +120,16 @@ pub struct RedisWaitingRoom {
     fenced: AtomicU64,
 }
 
-/// A connection manager that reconnects by itself and never waits long for an answer.
-pub async fn connect(url: &str) -> ::redis::RedisResult<ConnectionManager> {
-    let client = ::redis::Client::open(url)?;
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(std::time::Duration::from_secs(2))
-        .set_response_timeout(std::time::Duration::from_secs(2))
-        .set_number_of_retries(2)
-        .set_max_delay(1_000);
-    ConnectionManager::new_with_config(client, config).await
+/// A connection to Redis or a Redis Cluster (`redis+cluster://`) that reconnects by
+/// itself and never waits long for an answer.
+pub async fn connect(url: &str) -> ::redis::RedisResult<RedisConnection> {
+    let options = ConnectOptions {
+        connection_timeout: Some(std::time::Duration::from_secs(2)),
+        response_timeout: Some(std::time::Duration::from_secs(2)),
+        reconnect_retries: Some(2),
+        reconnect_max_delay_ms: Some(1_000),
+    };
+    RedisConnection::connect_with(url, &options).await
 }
 
 fn unavailable(e: ::redis::RedisError) -> QueueError {
@@ -141,7 +146,7 @@ impl RedisWaitingRoom {
         Ok(Self::with_connection(connect(url).await?, prefix))
     }
 
-    pub fn with_connection(conn: ConnectionManager, prefix: &str) -> Self {
+    pub fn with_connection(conn: RedisConnection, prefix: &str) -> Self {
         RedisWaitingRoom {
             conn,
             prefix: prefix.to_owned(),
@@ -194,7 +199,7 @@ impl RedisWaitingRoom {
         now: UnixMs,
     ) -> ScriptInvocation<'a> {
         let mut inv = script.prepare_invoke();
-        for name in ["line", "state", "lease", "gone"] {
+        for name in ["line", "state", "lease", "gone", "guard"] {
             inv.key(self.key(event, name));
         }
         inv.arg(self.key(event, "u:"))
@@ -249,7 +254,8 @@ impl RedisWaitingRoom {
     /// Takes or renews the event's lease: `Some("node:fence")` while this node holds it.
     pub async fn acquire_lease(&self, event: EventId) -> Result<Option<String>, QueueError> {
         let mut inv = self.scripts.lease.prepare_invoke();
-        inv.key(self.key(event, "lease")).key(self.key(event, "state")).arg(&self.node).arg(self.lease_ms);
+        inv.key(self.key(event, "lease")).key(self.key(event, "state")).key(self.key(event, "guard"));
+        inv.arg(&self.node).arg(self.lease_ms);
         let mut conn = self.conn.clone();
         inv.invoke_async(&mut conn).await.map_err(unavailable)
     }
@@ -460,7 +466,7 @@ impl WaitingRoom for RedisWaitingRoom {
         let challenge = hex::encode(bytes);
         let expires_ms = now + CHALLENGE_TTL_MS;
         let mut inv = self.scripts.challenge.prepare_invoke();
-        inv.key(self.key(event, "ch")).key(self.key(event, "chx"));
+        inv.key(self.key(event, "ch")).key(self.key(event, "chx")).key(self.key(event, "guard"));
         inv.arg(user.as_str()).arg(&challenge).arg(expires_ms).arg(now).arg(self.max_challenges);
         let issued: i64 = {
             let mut conn = self.conn.clone();
@@ -484,7 +490,7 @@ impl WaitingRoom for RedisWaitingRoom {
             return Ok(false);
         }
         let mut inv = self.scripts.take_challenge.prepare_invoke();
-        inv.key(self.key(event, "ch")).key(self.key(event, "chx"));
+        inv.key(self.key(event, "ch")).key(self.key(event, "chx")).key(self.key(event, "guard"));
         inv.arg(user.as_str()).arg(hex::encode(given)).arg(now);
         let mut conn = self.conn.clone();
         let fresh: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;

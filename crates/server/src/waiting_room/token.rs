@@ -36,6 +36,15 @@ impl AdmissionKeys {
         AdmissionKeys { mac: HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length") }
     }
 
+    /// A key for another purpose derived from the admission key (HMAC of `purpose`), so
+    /// that every node has it without storing one more secret.
+    pub fn derived_key(&self, purpose: &str) -> [u8; 32] {
+        let mut mac = self.mac.clone();
+        mac.update(b"derive\n");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// The token admitting `user` to hold seats of `event` until `expires_ms`.
     pub fn sign(&self, event: EventId, user: &UserId, expires_ms: UnixMs) -> String {
         let tag = self.tagged(event, user, expires_ms).finalize().into_bytes();

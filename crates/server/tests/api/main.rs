@@ -1,11 +1,13 @@
 //! HTTP API tests: each test starts the app on port 0 with a fresh data dir and talks to
 //! it over real HTTP. One test binary; modules by resource.
 
+mod allocations;
 mod audit;
 mod availability;
 mod cancellation;
 mod catalog;
 mod checkout;
+mod cluster;
 mod contention;
 mod crash;
 mod distributed;
@@ -27,4 +29,6 @@ mod stripe;
 mod ticket_transfers;
 mod tickets;
 mod waiting_room;
+mod waitlist;
 mod web;
+mod webhooks;

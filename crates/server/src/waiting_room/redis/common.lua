@@ -1,5 +1,6 @@
 -- Shared by every waiting-room script of one event (see ../redis.rs for the layout).
--- KEYS: line (zset user -> order), state (hash), lease (string), gone (list).
+-- KEYS: line (zset user -> order), state (hash), lease (string), gone (list), guard (never
+-- touched: it keeps scripts from running while the slot migrates on Redis Cluster).
 -- ARGV: bucket key base, now ms, admit rate/s, token ttl ms, max length, onsale ms,
 -- expired retention ms, heartbeat misses, min/max poll s, pre-queue min poll s, then
 -- the script's own arguments from ARGV[12].

@@ -1,4 +1,5 @@
 -- The drainer's lease of one event. KEYS: lease, state. ARGV: node id (no ':'), lease ms.
+-- KEYS[3], the guard, is never touched (it keeps the script off a migrating slot).
 -- The holder renews it; when it is absent anyone takes it with the next fencing token.
 -- Returns "node:fence", or nil when another node holds it.
 local v = redis.call('GET', KEYS[1])

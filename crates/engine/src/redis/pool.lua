@@ -1,0 +1,9 @@
+-- pool: no arguments. Returns {'ok', waitlist flag (0/1), pool seats}.
+if not begin() then
+  return err('UNKNOWN_EVENT')
+end
+local on = 0
+if redis.call('HGET', K_META, 'wl') == '1' then
+  on = 1
+end
+return {'ok', on, redis.call('SMEMBERS', K_POOL)}
