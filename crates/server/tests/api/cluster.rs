@@ -21,6 +21,13 @@ mod redis_cluster;
 
 use redis_cluster::RedisCluster;
 
+/// The Redis Cluster the waiting-room suite's `on_cluster` tests share (started by the
+/// first one; its watchdog stops it when the test binary exits).
+pub fn shared_cluster() -> &'static RedisCluster {
+    static CLUSTER: std::sync::OnceLock<RedisCluster> = std::sync::OnceLock::new();
+    CLUSTER.get_or_init(RedisCluster::start)
+}
+
 async fn start_cluster() -> Arc<RedisCluster> {
     Arc::new(tokio::task::spawn_blocking(RedisCluster::start).await.expect("the test cluster starts"))
 }

@@ -1,6 +1,7 @@
 //! The waiting-room suite: the contract of the `WaitingRoom` trait, run against the
-//! embedded backend (`on_memory::*`) and against Redis (`on_redis::*`, each test on its
-//! own random key prefix, deleted when it ends): the pre-queue shuffle, exact positions,
+//! embedded backend (`on_memory::*`), against Redis (`on_redis::*`, each test on its
+//! own random key prefix, deleted when it ends) and against a Redis Cluster of three
+//! masters (`on_cluster::*`, one per test binary): the pre-queue shuffle, exact positions,
 //! expiry of entries that stop polling, admission at the rate, admissions that end,
 //! the length limit, proof-of-work challenges and one queue per event. Time is what
 //! each test passes in, so nothing depends on how fast the machine is. Then what only
@@ -29,6 +30,8 @@ const EVENT: EventId = EventId(1);
 enum Backend {
     Memory,
     Redis,
+    /// The Redis room on a Redis Cluster of three masters (`cluster::shared_cluster`).
+    Cluster,
 }
 
 /// A key prefix of one test in the shared Redis; its keys are deleted when dropped.
@@ -81,6 +84,17 @@ impl Room {
         match b {
             Backend::Memory => Room::Memory(MemoryWaitingRoom::with_seed(seed)),
             Backend::Redis => Room::redis_node(&Arc::new(Keyspace::new()), Some(seed)).await,
+            Backend::Cluster => {
+                let keys = Arc::new(Keyspace::new());
+                let url = tokio::task::spawn_blocking(|| crate::cluster::shared_cluster().url())
+                    .await
+                    .expect("the test cluster starts");
+                let room = RedisWaitingRoom::connect(&url, &keys.prefix)
+                    .await
+                    .unwrap_or_else(|e| panic!("the test cluster at {url} answers: {e}"))
+                    .with_seed(seed);
+                Room::Redis(Box::new(room), keys)
+            }
         }
     }
 
@@ -474,7 +488,7 @@ async fn a_challenge_is_single_use_bound_to_its_user_and_event_and_expires(b: Ba
 async fn outstanding_challenges_are_bounded(b: Backend) {
     let room = match b {
         Backend::Memory => Room::Memory(MemoryWaitingRoom::new().with_max_challenges(2)),
-        Backend::Redis => match Room::open(b, 1).await {
+        Backend::Redis | Backend::Cluster => match Room::open(b, 1).await {
             Room::Redis(room, keys) => Room::Redis(Box::new(room.with_max_challenges(2)), keys),
             Room::Memory(_) => unreachable!(),
         },
@@ -518,6 +532,14 @@ macro_rules! suite {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name(super::Backend::Redis).await;
+                }
+            )*
+        }
+        mod on_cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Cluster).await;
                 }
             )*
         }
