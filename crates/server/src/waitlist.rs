@@ -329,6 +329,12 @@ pub async fn join(
     }
     match state.store.waitlist_join(new, state.config.waitlist.max_entries).await {
         Ok(boxoffice_store::WaitlistJoin::Joined(entry)) => {
+            // Again after the insert: a matcher on another node that cleared the flag
+            // between the first set and the insert (its index did not show this entry
+            // yet) must not leave it cleared (see `match_event`).
+            if state.config.distributed() {
+                state.inventory.set_waitlist(event, true).await.map_err(JoinRefused::Inventory)?;
+            }
             ev.line.push(entry.seq, entry.id.clone(), entry.user.clone(), entry.email.clone(), criteria);
             metrics::counter!("boxoffice_waitlist_joins_total").increment(1);
             Ok((entry, true))
@@ -451,12 +457,26 @@ pub async fn step(state: AppState) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether the store has a waiting entry of the event (other nodes' joins included).
+async fn waiting_in_store(state: &AppState, event: EventId) -> Result<bool, String> {
+    let active = state.store.waitlist_active(Some(event)).await.map_err(|e| e.to_string())?;
+    Ok(active.iter().any(|e| e.state == WaitlistState::Waiting))
+}
+
 /// Settles the event's offers, then offers its pool to the line.
 pub async fn match_event(state: &AppState, event: EventId) -> Result<usize, String> {
     let slot = state.waitlists.event(event);
     let mut ev = slot.lock().await;
     settle_offers(state, &mut ev).await?;
     if ev.line.is_empty() {
+        // Distributed: a join on another node may have added an entry that this node's
+        // index does not show yet (it is refreshed every REFRESH_INTERVAL). Ask the store
+        // before clearing the flag (clearing returns the pool to sale) and again after it:
+        // the joining node sets the flag before and after its insert, so whichever order
+        // the two nodes' steps interleave in, the flag ends set while an entry waits.
+        if state.config.distributed() && waiting_in_store(state, event).await? {
+            return Ok(0);
+        }
         if ev.offered.is_empty() {
             // Nobody waits: freed seats go back on sale, the pool with them.
             match state.inventory.set_waitlist(event, false).await {
@@ -474,6 +494,9 @@ pub async fn match_event(state: &AppState, event: EventId) -> Result<usize, Stri
                 Ok(_) | Err(InventoryError::UnknownEvent) => {}
                 Err(e) => return Err(e.to_string()),
             }
+        }
+        if state.config.distributed() && waiting_in_store(state, event).await? {
+            state.inventory.set_waitlist(event, true).await.map_err(|e| e.to_string())?;
         }
         return Ok(0);
     }

@@ -270,7 +270,7 @@ async fn two_nodes_share_the_waitlist_and_the_matcher_node_offers() {
         assert!(tokio::time::Instant::now() < deadline, "{hold}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    other.hold_ok(&ann, &event, &["A-1-3", "A-1-4"]).await;
+    let kept = other.hold_ok(&ann, &event, &["A-1-3", "A-1-4"]).await;
     let (bob, cat, dan) = (other.fan("bob").await, other.fan("cat").await, other.fan("dan").await);
     let (status, b) = join(&other, &bob, &event, json!({"group_size": 2})).await;
     assert_eq!(status, StatusCode::CREATED, "{b}");
@@ -289,5 +289,21 @@ async fn two_nodes_share_the_waitlist_and_the_matcher_node_offers() {
         other.get(&format!("/v1/holds/{}", second["hold_id"].as_str().unwrap()), Some(&cat)).await;
     assert_eq!(status, StatusCode::OK, "{hold}");
     assert_eq!(seat_labels(&hold), vec!["A-1-1", "A-1-2"]);
+
+    // Nobody waits now (cat's offer is out): a fan joining through the other node must
+    // keep the flag set although the writer node's index does not show her yet, so the
+    // seats ann frees next go to her, not on sale.
+    let eve = other.fan("eve").await;
+    let (status, e) = join(&other, &eve, &event, json!({"group_size": 2})).await;
+    assert_eq!(status, StatusCode::CREATED, "{e}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    other.delete(&format!("/v1/holds/{kept}"), Some(&ann)).await;
+    let (status, body) = other.hold(&dan, &event, &["A-1-3"]).await;
+    assert_error(status, &body, 409, "SEATS_UNAVAILABLE");
+    let third = until_state(&other, &eve, &event, &id(&e), "offered").await;
+    let (_, hold) = other.get(&format!("/v1/holds/{}", third["hold_id"].as_str().unwrap()), Some(&eve)).await;
+    // Ann's seats, or cat's if her offer (1 s) ran out first: the rule takes the lowest run.
+    let labels = seat_labels(&hold);
+    assert!(labels == ["A-1-3", "A-1-4"] || labels == ["A-1-1", "A-1-2"], "{labels:?}");
     audit_verifies(&writer, &event).await;
 }
