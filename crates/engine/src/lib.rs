@@ -219,6 +219,8 @@ pub struct Pool {
     pub on: bool,
     /// The pool's seats, ascending.
     pub seats: Vec<u32>,
+    /// Grows with every `set_waitlist(.., true)`: what `clear_waitlist_if` compares.
+    pub generation: u64,
 }
 
 /// An offer: pool seats moved atomically into a new hold in the fan's name.
@@ -368,6 +370,12 @@ pub trait Inventory: Send + Sync + 'static {
     /// event's pool in the same atomic step instead of back on sale. Clearing it returns
     /// the whole pool to sale in the same step; returns the seats so returned.
     async fn set_waitlist(&self, event: EventId, on: bool) -> Result<Vec<u32>>;
+
+    /// Clears the flag as `set_waitlist(event, false)` does, only if no `set_waitlist(..,
+    /// true)` came since [`Pool::generation`] was `generation`; `None` when one did (the
+    /// flag stays set). A matcher that found nobody waiting clears with the generation it
+    /// read before looking, so a join that set the flag meanwhile is never undone.
+    async fn clear_waitlist_if(&self, event: EventId, generation: u64) -> Result<Option<Vec<u32>>>;
 
     /// The event's waitlist flag and pool (after expiring what is due).
     async fn pool(&self, event: EventId) -> Result<Pool>;

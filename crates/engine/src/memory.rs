@@ -130,6 +130,9 @@ struct ShardState {
     epoch: u64,
     /// The waitlist flag: freed seats go to `pool` instead of back on sale.
     pool_on: bool,
+    /// Counts the flag's sets (`Pool::generation`); not journaled: a restart starts it
+    /// again, and a matcher reads it afresh before each clear.
+    pool_generation: u64,
     /// Seats in the waitlist pool (state `Pooled`, bit 0).
     pool: BTreeSet<u32>,
 }
@@ -422,6 +425,7 @@ impl ShardState {
             now_ms: 0,
             epoch: 0,
             pool_on: false,
+            pool_generation: 0,
             pool: BTreeSet::new(),
         }
     }
@@ -1200,12 +1204,67 @@ impl Inventory for MemoryInventory {
     }
 
     async fn set_waitlist(&self, event: EventId, on: bool) -> Result<Vec<u32>> {
+        Ok(self.set_waitlist_if(event, on, None).await?.unwrap_or_default())
+    }
+
+    async fn clear_waitlist_if(&self, event: EventId, generation: u64) -> Result<Option<Vec<u32>>> {
+        self.set_waitlist_if(event, false, Some(generation)).await
+    }
+
+    async fn pool(&self, event: EventId) -> Result<Pool> {
+        let shard = self.shard(event)?;
+        let now = self.clock.now_ms();
+        let (pool, ticket) = {
+            let mut step = self.step(&shard);
+            let mut st = shard.state.lock();
+            step.expire_due(&mut st, now);
+            let pool = Pool {
+                on: st.pool_on,
+                seats: st.pool.iter().copied().collect(),
+                generation: st.pool_generation,
+            };
+            (pool, step.submit())
+        };
+        self.durable(ticket).await?;
+        Ok(pool)
+    }
+
+    async fn offer(&self, request: OfferRequest) -> Result<HoldView> {
+        self.offer_seats(request).await
+    }
+
+    async fn release_pool(&self, event: EventId, seats: &[u32]) -> Result<Vec<u32>> {
+        self.release_pool_seats(event, seats).await
+    }
+
+    async fn flush(&self) -> Result<()> {
+        match &self.journal {
+            Some(journal) => journal.flush().await.map_err(InventoryError::Journal),
+            None => Ok(()),
+        }
+    }
+}
+
+impl MemoryInventory {
+    /// `set_waitlist`, refused (`None`) when `expected` is given and a set came since.
+    async fn set_waitlist_if(
+        &self,
+        event: EventId,
+        on: bool,
+        expected: Option<u64>,
+    ) -> Result<Option<Vec<u32>>> {
         let shard = self.shard(event)?;
         let now = self.clock.now_ms();
         let (released, ticket) = {
             let mut step = self.step(&shard);
             let mut st = shard.state.lock();
             step.expire_due(&mut st, now);
+            if expected.is_some_and(|g| g != st.pool_generation) {
+                return Ok(None);
+            }
+            if on {
+                st.pool_generation += 1;
+            }
             let changed = st.pool_on != on;
             st.pool_on = on;
             let released = if on {
@@ -1221,23 +1280,10 @@ impl Inventory for MemoryInventory {
             (released, step.submit())
         };
         self.durable(ticket).await?;
-        Ok(released)
+        Ok(Some(released))
     }
 
-    async fn pool(&self, event: EventId) -> Result<Pool> {
-        let shard = self.shard(event)?;
-        let now = self.clock.now_ms();
-        let (pool, ticket) = {
-            let mut step = self.step(&shard);
-            let mut st = shard.state.lock();
-            step.expire_due(&mut st, now);
-            (Pool { on: st.pool_on, seats: st.pool.iter().copied().collect() }, step.submit())
-        };
-        self.durable(ticket).await?;
-        Ok(pool)
-    }
-
-    async fn offer(&self, request: OfferRequest) -> Result<HoldView> {
+    async fn offer_seats(&self, request: OfferRequest) -> Result<HoldView> {
         let shard = self.shard(request.event)?;
         let now = self.clock.now_ms();
         let (view, ticket) = {
@@ -1306,7 +1352,7 @@ impl Inventory for MemoryInventory {
         Ok(view)
     }
 
-    async fn release_pool(&self, event: EventId, seats: &[u32]) -> Result<Vec<u32>> {
+    async fn release_pool_seats(&self, event: EventId, seats: &[u32]) -> Result<Vec<u32>> {
         let shard = self.shard(event)?;
         let now = self.clock.now_ms();
         let (released, ticket) = {
@@ -1319,13 +1365,6 @@ impl Inventory for MemoryInventory {
         };
         self.durable(ticket).await?;
         Ok(released)
-    }
-
-    async fn flush(&self) -> Result<()> {
-        match &self.journal {
-            Some(journal) => journal.flush().await.map_err(InventoryError::Journal),
-            None => Ok(()),
-        }
     }
 }
 

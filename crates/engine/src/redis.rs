@@ -619,12 +619,22 @@ impl Inventory for RedisInventory {
         seat_list(at(ok(&reply, false)?, 1)?)
     }
 
+    async fn clear_waitlist_if(&self, event: EventId, generation: u64) -> Result<Option<Vec<u32>>> {
+        let reply =
+            self.call(&self.scripts.set_waitlist, event, &["0".to_owned(), generation.to_string()]).await?;
+        let items = ok(&reply, false)?;
+        if int_at(items, 2)? == 1 {
+            return Ok(None);
+        }
+        seat_list(at(items, 1)?).map(Some)
+    }
+
     async fn pool(&self, event: EventId) -> Result<crate::Pool> {
         let reply = self.call(&self.scripts.pool, event, &[]).await?;
         let items = ok(&reply, false)?;
         let mut seats = seat_list(at(items, 2)?)?;
         seats.sort_unstable();
-        Ok(crate::Pool { on: int_at(items, 1)? == 1, seats })
+        Ok(crate::Pool { on: int_at(items, 1)? == 1, seats, generation: int_at(items, 3)? })
     }
 
     async fn offer(&self, request: crate::OfferRequest) -> Result<HoldView> {

@@ -2401,7 +2401,7 @@ async fn freed_seats_go_to_the_pool_only_while_the_waitlist_flag_is_set(b: Backe
     let plain = inv.hold(seats("ann", &[0])).await.unwrap();
     inv.release(plain.id).await.unwrap();
     assert!(f.snapshot().await.bitmap.is_available(0));
-    assert_eq!(inv.pool(EVENT).await.unwrap(), Pool { on: false, seats: vec![] });
+    assert_eq!(on_and_seats(inv.pool(EVENT).await.unwrap()), (false, vec![]));
 
     let released = inv.hold(seats("bob", &[1, 2])).await.unwrap();
     let expiring = inv.hold(HoldRequest { ttl_ms: 1_000, ..seats("cat", &[3]) }).await.unwrap();
@@ -2419,7 +2419,7 @@ async fn freed_seats_go_to_the_pool_only_while_the_waitlist_flag_is_set(b: Backe
     // A cancellation never feeds the waitlist.
     assert_eq!(inv.release_sold(EVENT, &[5], ReleaseReason::Cancel).await.unwrap(), vec![5]);
 
-    assert_eq!(inv.pool(EVENT).await.unwrap(), Pool { on: true, seats: vec![1, 2, 3, 4] });
+    assert_eq!(on_and_seats(inv.pool(EVENT).await.unwrap()), (true, vec![1, 2, 3, 4]));
     let s = f.snapshot().await;
     assert_eq!(s.taken(), vec![1, 2, 3, 4], "pool seats stay unavailable");
     assert_eq!(f.counts().await, SeatCounts { available: 26, held: 4, sold: 0 });
@@ -2512,6 +2512,34 @@ async fn an_offer_moves_pool_seats_into_a_hold_of_the_fan_all_or_nothing(b: Back
     f.check().await;
 }
 
+/// The pool without its generation.
+fn on_and_seats(pool: Pool) -> (bool, Vec<u32>) {
+    (pool.on, pool.seats)
+}
+
+async fn a_clear_of_the_waitlist_flag_loses_to_a_set_made_since_its_generation_was_read(b: Backend) {
+    let f = Fixture::new(b, small_map()).await;
+    let inv = &f.inv;
+    inv.set_waitlist(EVENT, true).await.unwrap();
+    let freed = inv.hold(seats("ann", &[5, 6])).await.unwrap();
+    inv.release(freed.id).await.unwrap();
+    // A matcher reads the generation, then (say) finds nobody waiting...
+    let read = inv.pool(EVENT).await.unwrap();
+    assert_eq!((read.on, read.seats.clone()), (true, vec![5, 6]));
+    // ...while a join sets the flag again: the matcher's clear is refused, nothing changes.
+    inv.set_waitlist(EVENT, true).await.unwrap();
+    assert_eq!(inv.clear_waitlist_if(EVENT, read.generation).await.unwrap(), None);
+    let now = inv.pool(EVENT).await.unwrap();
+    assert!(now.generation > read.generation);
+    assert_eq!(on_and_seats(now.clone()), (true, vec![5, 6]));
+    assert!(!f.snapshot().await.bitmap.is_available(5), "still pooled, not on sale");
+    // With the current generation the clear goes through and returns the pool to sale.
+    assert_eq!(inv.clear_waitlist_if(EVENT, now.generation).await.unwrap(), Some(vec![5, 6]));
+    assert_eq!(on_and_seats(inv.pool(EVENT).await.unwrap()), (false, vec![]));
+    assert!(f.snapshot().await.bitmap.is_available(5));
+    f.check().await;
+}
+
 async fn release_pool_and_clearing_the_flag_put_pool_seats_back_on_sale(b: Backend) {
     let f = Fixture::new(b, small_map()).await;
     let inv = &f.inv;
@@ -2523,12 +2551,12 @@ async fn release_pool_and_clearing_the_flag_put_pool_seats_back_on_sale(b: Backe
     assert_eq!(inv.release_pool(EVENT, &[21, 5]).await.unwrap(), vec![21]);
     assert!(f.snapshot().await.bitmap.is_available(21));
     inv.hold(seats("bob", &[21])).await.unwrap();
-    assert_eq!(inv.pool(EVENT).await.unwrap(), Pool { on: true, seats: vec![20, 22, 23] });
+    assert_eq!(on_and_seats(inv.pool(EVENT).await.unwrap()), (true, vec![20, 22, 23]));
     let feed = inv.feed(EVENT, version).await.unwrap();
     assert_eq!(feed.changes.unwrap().available, Vec::<u32>::new(), "the live map never saw 21 free");
     // Clearing the flag returns the whole pool in the same step.
     assert_eq!(inv.set_waitlist(EVENT, false).await.unwrap(), vec![20, 22, 23]);
-    assert_eq!(inv.pool(EVENT).await.unwrap(), Pool { on: false, seats: vec![] });
+    assert_eq!(on_and_seats(inv.pool(EVENT).await.unwrap()), (false, vec![]));
     assert_eq!(f.snapshot().await.taken(), vec![21]);
     let feed = inv.feed(EVENT, version).await.unwrap();
     assert_eq!(feed.changes.unwrap().available, vec![20, 22, 23]);
@@ -2571,7 +2599,7 @@ async fn the_waitlist_pool_and_flag_survive_a_restart_of_the_journaled_engine() 
         inv.load_event(EVENT, map.clone(), Vec::new()).await.unwrap();
         inv.commit_recovery().await.unwrap();
         inv.check_invariants(EVENT).unwrap();
-        assert_eq!(inv.pool(EVENT).await.unwrap(), Pool { on: true, seats: vec![4] }, "life {life}");
+        assert_eq!(on_and_seats(inv.pool(EVENT).await.unwrap()), (true, vec![4]), "life {life}");
         assert_eq!(inv.hold_view(offer.id).await.unwrap().seats, vec![3]);
         assert_eq!(snapshot(&inv, EVENT, map.len()).await.taken(), vec![3, 4]);
         assert_eq!(
@@ -2679,4 +2707,5 @@ on_both_backends! {
     freed_seats_go_to_the_pool_only_while_the_waitlist_flag_is_set,
     an_offer_moves_pool_seats_into_a_hold_of_the_fan_all_or_nothing,
     release_pool_and_clearing_the_flag_put_pool_seats_back_on_sale,
+    a_clear_of_the_waitlist_flag_loses_to_a_set_made_since_its_generation_was_read,
 }

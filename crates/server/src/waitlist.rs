@@ -469,34 +469,41 @@ pub async fn match_event(state: &AppState, event: EventId) -> Result<usize, Stri
     let mut ev = slot.lock().await;
     settle_offers(state, &mut ev).await?;
     if ev.line.is_empty() {
-        // Distributed: a join on another node may have added an entry that this node's
-        // index does not show yet (it is refreshed every REFRESH_INTERVAL). Ask the store
-        // before clearing the flag (clearing returns the pool to sale) and again after it:
-        // the joining node sets the flag before and after its insert, so whichever order
-        // the two nodes' steps interleave in, the flag ends set while an entry waits.
-        if state.config.distributed() && waiting_in_store(state, event).await? {
-            return Ok(0);
-        }
-        if ev.offered.is_empty() {
-            // Nobody waits: freed seats go back on sale, the pool with them.
-            match state.inventory.set_waitlist(event, false).await {
-                Ok(_) | Err(InventoryError::UnknownEvent) => {}
+        // Nobody waits in this node's index: freed seats go back on sale, the pool with
+        // them. Distributed: a join on another node may have added an entry that this
+        // index does not show yet (it is refreshed every REFRESH_INTERVAL). So the flag's
+        // generation is read first, the store asked, and the clear made only if no join
+        // set the flag since the read (`clear_waitlist_if`, atomic in the engine); the
+        // joining node sets the flag before and again after its insert. Either the join's
+        // last set comes after the read and the clear is refused, or its insert came
+        // before the read and the store shows the entry.
+        let cleared = if state.config.distributed() {
+            let generation = match state.inventory.pool(event).await {
+                Ok(pool) => pool.generation,
+                Err(InventoryError::UnknownEvent) => return Ok(0),
+                Err(e) => return Err(e.to_string()),
+            };
+            if waiting_in_store(state, event).await? {
+                return Ok(0);
+            }
+            match state.inventory.clear_waitlist_if(event, generation).await {
+                Ok(done) => done.is_some(),
+                Err(InventoryError::UnknownEvent) => true,
                 Err(e) => return Err(e.to_string()),
             }
+        } else {
+            match state.inventory.set_waitlist(event, false).await {
+                Ok(_) | Err(InventoryError::UnknownEvent) => true,
+                Err(e) => return Err(e.to_string()),
+            }
+        };
+        if cleared && ev.offered.is_empty() {
             drop(ev);
             // Forgotten unless a join holds it meanwhile (clones are made under this lock).
             let mut events = state.waitlists.events.lock();
             if Arc::strong_count(&slot) == 2 {
                 events.remove(&event);
             }
-        } else {
-            match state.inventory.set_waitlist(event, false).await {
-                Ok(_) | Err(InventoryError::UnknownEvent) => {}
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-        if state.config.distributed() && waiting_in_store(state, event).await? {
-            state.inventory.set_waitlist(event, true).await.map_err(|e| e.to_string())?;
         }
         return Ok(0);
     }

@@ -1,4 +1,5 @@
--- pool: no arguments. Returns {'ok', waitlist flag (0/1), pool seats}.
+-- pool: no arguments. Returns {'ok', waitlist flag (0/1), pool seats, generation (meta
+-- `wlg`, grown by every set of the flag)}.
 if not begin() then
   return err('UNKNOWN_EVENT')
 end
@@ -6,4 +7,4 @@ local on = 0
 if redis.call('HGET', K_META, 'wl') == '1' then
   on = 1
 end
-return {'ok', on, redis.call('SMEMBERS', K_POOL)}
+return {'ok', on, redis.call('SMEMBERS', K_POOL), tonumber(redis.call('HGET', K_META, 'wlg')) or 0}
