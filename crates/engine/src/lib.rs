@@ -202,6 +202,11 @@ pub enum ChangeKind {
     Unpooled,
 }
 
+/// How long after a set of the waitlist flag `clear_waitlist_if` refuses to clear it: the
+/// time a joining node has to insert its entry after setting the flag (the matcher, which
+/// looks for entries in the store before clearing, sees it after that).
+pub const WAITLIST_JOIN_GUARD_MS: u64 = 5_000;
+
 /// The user that pool seats are attributed to in the audit history.
 pub const WAITLIST_POOL_USER: &str = "@waitlist";
 
@@ -372,9 +377,10 @@ pub trait Inventory: Send + Sync + 'static {
     async fn set_waitlist(&self, event: EventId, on: bool) -> Result<Vec<u32>>;
 
     /// Clears the flag as `set_waitlist(event, false)` does, only if no `set_waitlist(..,
-    /// true)` came since [`Pool::generation`] was `generation`; `None` when one did (the
-    /// flag stays set). A matcher that found nobody waiting clears with the generation it
-    /// read before looking, so a join that set the flag meanwhile is never undone.
+    /// true)` came since [`Pool::generation`] was `generation`, nor within the last
+    /// [`WAITLIST_JOIN_GUARD_MS`]; `None` when one did (the flag stays set). A matcher that
+    /// found nobody waiting clears with the generation it read before looking, so a join
+    /// that set the flag meanwhile, or is still inserting its entry, is never undone.
     async fn clear_waitlist_if(&self, event: EventId, generation: u64) -> Result<Option<Vec<u32>>>;
 
     /// The event's waitlist flag and pool (after expiring what is due).

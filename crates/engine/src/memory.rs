@@ -133,6 +133,8 @@ struct ShardState {
     /// Counts the flag's sets (`Pool::generation`); not journaled: a restart starts it
     /// again, and a matcher reads it afresh before each clear.
     pool_generation: u64,
+    /// Until when (ms) a clear is refused: `WAITLIST_JOIN_GUARD_MS` after the last set.
+    pool_guard_until: UnixMs,
     /// Seats in the waitlist pool (state `Pooled`, bit 0).
     pool: BTreeSet<u32>,
 }
@@ -426,6 +428,7 @@ impl ShardState {
             epoch: 0,
             pool_on: false,
             pool_generation: 0,
+            pool_guard_until: 0,
             pool: BTreeSet::new(),
         }
     }
@@ -1259,11 +1262,12 @@ impl MemoryInventory {
             let mut step = self.step(&shard);
             let mut st = shard.state.lock();
             step.expire_due(&mut st, now);
-            if expected.is_some_and(|g| g != st.pool_generation) {
+            if expected.is_some_and(|g| g != st.pool_generation || now < st.pool_guard_until) {
                 return Ok(None);
             }
             if on {
                 st.pool_generation += 1;
+                st.pool_guard_until = now + crate::WAITLIST_JOIN_GUARD_MS;
             }
             let changed = st.pool_on != on;
             st.pool_on = on;

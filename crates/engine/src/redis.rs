@@ -614,14 +614,15 @@ impl Inventory for RedisInventory {
     }
 
     async fn set_waitlist(&self, event: EventId, on: bool) -> Result<Vec<u32>> {
-        let reply =
-            self.call(&self.scripts.set_waitlist, event, &[if on { "1" } else { "0" }.to_owned()]).await?;
+        let args =
+            [if on { "1" } else { "0" }.to_owned(), String::new(), crate::WAITLIST_JOIN_GUARD_MS.to_string()];
+        let reply = self.call(&self.scripts.set_waitlist, event, &args).await?;
         seat_list(at(ok(&reply, false)?, 1)?)
     }
 
     async fn clear_waitlist_if(&self, event: EventId, generation: u64) -> Result<Option<Vec<u32>>> {
-        let reply =
-            self.call(&self.scripts.set_waitlist, event, &["0".to_owned(), generation.to_string()]).await?;
+        let args = ["0".to_owned(), generation.to_string(), crate::WAITLIST_JOIN_GUARD_MS.to_string()];
+        let reply = self.call(&self.scripts.set_waitlist, event, &args).await?;
         let items = ok(&reply, false)?;
         if int_at(items, 2)? == 1 {
             return Ok(None);

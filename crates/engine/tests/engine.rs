@@ -2533,7 +2533,11 @@ async fn a_clear_of_the_waitlist_flag_loses_to_a_set_made_since_its_generation_w
     assert!(now.generation > read.generation);
     assert_eq!(on_and_seats(now.clone()), (true, vec![5, 6]));
     assert!(!f.snapshot().await.bitmap.is_available(5), "still pooled, not on sale");
-    // With the current generation the clear goes through and returns the pool to sale.
+    // Nor with the current generation while the set is recent: a joining node may still
+    // be inserting its entry.
+    assert_eq!(inv.clear_waitlist_if(EVENT, now.generation).await.unwrap(), None);
+    // Once the guard is over, the current generation clears and returns the pool to sale.
+    f.clock.advance_ms(boxoffice_engine::WAITLIST_JOIN_GUARD_MS);
     assert_eq!(inv.clear_waitlist_if(EVENT, now.generation).await.unwrap(), Some(vec![5, 6]));
     assert_eq!(on_and_seats(inv.pool(EVENT).await.unwrap()), (false, vec![]));
     assert!(f.snapshot().await.bitmap.is_available(5));

@@ -282,12 +282,21 @@ pub async fn sold_out(
     sections: &[u16],
 ) -> Result<bool, InventoryError> {
     let availability = state.inventory.availability(event).await?;
-    if sections.is_empty() {
+    // The public's view: seats of allocations in force are not on general sale.
+    let blocked = match state.catalog.event(state.store.as_ref(), event).await {
+        Ok(entry) => entry.allocations.blocked(now_ms(), |_| false),
+        Err(_) => None,
+    };
+    if sections.is_empty() && blocked.is_none() {
         return Ok(availability.available_count == 0);
     }
-    let bitmap = boxoffice_core::Bitmap::from_bytes(&availability.bitmap, map.len())
+    let mut bitmap = boxoffice_core::Bitmap::from_bytes(&availability.bitmap, map.len())
         .ok_or_else(|| InventoryError::Journal("the bitmap does not fit the seat map".into()))?;
-    Ok(!(0..map.len() as u32).any(|s| bitmap.is_available(s) && sections.contains(&map.seat(s).section)))
+    if let Some(mask) = blocked {
+        bitmap = bitmap.without(&mask);
+    }
+    Ok(!(0..map.len() as u32)
+        .any(|s| bitmap.is_available(s) && (sections.is_empty() || sections.contains(&map.seat(s).section))))
 }
 
 /// Why a join was refused.
@@ -320,7 +329,9 @@ pub async fn join(
     match sold_out(state, event, map, &criteria.sections).await {
         Ok(true) => {}
         Ok(false) => {
-            if refuse(&ev) && !state.config.distributed() {
+            if state.config.distributed() {
+                clear_later_if_nobody_waits(state, event);
+            } else if refuse(&ev) {
                 state.inventory.set_waitlist(event, false).await.map_err(JoinRefused::Inventory)?;
             }
             return Err(JoinRefused::NotSoldOut);
@@ -341,7 +352,9 @@ pub async fn join(
         }
         Ok(boxoffice_store::WaitlistJoin::Existing(entry)) => Ok((entry, false)),
         Ok(boxoffice_store::WaitlistJoin::Full(limit)) => {
-            if refuse(&ev) && !state.config.distributed() {
+            if state.config.distributed() {
+                clear_later_if_nobody_waits(state, event);
+            } else if refuse(&ev) {
                 state.inventory.set_waitlist(event, false).await.map_err(JoinRefused::Inventory)?;
             }
             Err(JoinRefused::Full(limit))
@@ -384,6 +397,9 @@ pub async fn leave(state: &AppState, entry: &WaitlistEntry) -> Result<bool, crat
             }
         }
         state.waitlists.changed.notify_waiters();
+        if state.config.distributed() {
+            clear_later_if_nobody_waits(state, entry.event);
+        }
     }
     Ok(left)
 }
@@ -457,6 +473,38 @@ pub async fn step(state: AppState) -> Result<(), String> {
     Ok(())
 }
 
+/// Distributed: clears the event's flag if nobody waits in the store, with the generation
+/// read before looking (see `match_event`); false when it stays set.
+async fn clear_if_nobody_waits(state: &AppState, event: EventId) -> Result<bool, String> {
+    let generation = match state.inventory.pool(event).await {
+        Ok(pool) => pool.generation,
+        Err(InventoryError::UnknownEvent) => return Ok(true),
+        Err(e) => return Err(e.to_string()),
+    };
+    if waiting_in_store(state, event).await? {
+        return Ok(false);
+    }
+    match state.inventory.clear_waitlist_if(event, generation).await {
+        Ok(done) => Ok(done.is_some()),
+        Err(InventoryError::UnknownEvent) => Ok(true),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Distributed: after a refused join or a leave, whose event the matcher node may never
+/// index (its index holds events with active entries), clears the flag once the join guard
+/// is over if nobody waits then, so that freed seats do not collect in a pool nobody
+/// offers. A node that stops before this runs leaves the flag to the next join or leave.
+fn clear_later_if_nobody_waits(state: &AppState, event: EventId) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(boxoffice_engine::WAITLIST_JOIN_GUARD_MS + 200)).await;
+        if let Err(e) = clear_if_nobody_waits(&state, event).await {
+            tracing::warn!(%event, error = %e, "cannot clear the waitlist flag of an event nobody waits for");
+        }
+    });
+}
+
 /// Whether the store has a waiting entry of the event (other nodes' joins included).
 async fn waiting_in_store(state: &AppState, event: EventId) -> Result<bool, String> {
     let active = state.store.waitlist_active(Some(event)).await.map_err(|e| e.to_string())?;
@@ -478,19 +526,7 @@ pub async fn match_event(state: &AppState, event: EventId) -> Result<usize, Stri
         // last set comes after the read and the clear is refused, or its insert came
         // before the read and the store shows the entry.
         let cleared = if state.config.distributed() {
-            let generation = match state.inventory.pool(event).await {
-                Ok(pool) => pool.generation,
-                Err(InventoryError::UnknownEvent) => return Ok(0),
-                Err(e) => return Err(e.to_string()),
-            };
-            if waiting_in_store(state, event).await? {
-                return Ok(0);
-            }
-            match state.inventory.clear_waitlist_if(event, generation).await {
-                Ok(done) => done.is_some(),
-                Err(InventoryError::UnknownEvent) => true,
-                Err(e) => return Err(e.to_string()),
-            }
+            clear_if_nobody_waits(state, event).await?
         } else {
             match state.inventory.set_waitlist(event, false).await {
                 Ok(_) | Err(InventoryError::UnknownEvent) => true,
@@ -590,8 +626,11 @@ async fn offer(
     let taken = state.store.waitlist_update(&waiting.id, WaitlistState::Waiting, change).await;
     if !matches!(taken, Ok(true)) {
         // The entry left, or another matcher offered to it first: the seats go back to the
-        // pool (the flag is on) for the next pass.
-        ev.line.remove(seq);
+        // pool (the flag is on) for the next pass. On a store error the entry is still
+        // waiting as far as anyone knows: it stays in line for the next pass.
+        if matches!(taken, Ok(false)) {
+            ev.line.remove(seq);
+        }
         if let Err(e) = state.inventory.release(view.id).await {
             tracing::warn!(hold = %view.id, error = %e, "cannot release a refused waitlist offer");
         }

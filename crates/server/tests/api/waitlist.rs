@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_error, spawn, spawn_with};
+use crate::helpers::{TestApp, assert_error, spawn, spawn_with, time_from_now};
 
 /// An event of one row of `seats` seats (`A-1-1` ...), on sale.
 async fn event(app: &TestApp, seats: u32) -> String {
@@ -306,4 +306,29 @@ async fn two_nodes_share_the_waitlist_and_the_matcher_node_offers() {
     let labels = seat_labels(&hold);
     assert!(labels == ["A-1-3", "A-1-4"] || labels == ["A-1-1", "A-1-2"], "{labels:?}");
     audit_verifies(&writer, &event).await;
+}
+
+#[tokio::test]
+async fn seats_held_back_for_an_allocation_count_as_sold_out_for_the_public() {
+    let app = spawn().await;
+    let admin = app.admin().await;
+    let event = event(&app, 4).await;
+    let path = format!("/v1/events/{event}/allocations");
+    let release_at = time_from_now(chrono::Duration::days(1));
+    let (status, body) = app
+        .post(
+            &path,
+            Some(&admin),
+            json!({"name": "fanclub", "seats": ["A-1-3", "A-1-4"], "release_at": release_at}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let ann = app.fan("ann").await;
+    let (status, body) = join(&app, &ann, &event, json!({"group_size": 2})).await;
+    assert_error(status, &body, 409, "NOT_SOLD_OUT");
+    // The two public seats sold: the public sees the event sold out, and may join.
+    app.buy(&ann, &event, &["A-1-1", "A-1-2"]).await;
+    let bob = app.fan("bob").await;
+    let (status, body) = join(&app, &bob, &event, json!({"group_size": 2})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
 }
