@@ -516,6 +516,25 @@ pub async fn match_event(state: &AppState, event: EventId) -> Result<usize, Stri
     let slot = state.waitlists.event(event);
     let mut ev = slot.lock().await;
     settle_offers(state, &mut ev).await?;
+    if !ev.line.is_empty()
+        && let Ok(entry) = state.catalog.event(state.store.as_ref(), event).await
+        && entry.event.status == boxoffice_store::EventStatus::Cancelled
+    {
+        // A cancelled event offers nothing more: its waiting entries end `expired` (its
+        // offers end with their holds, which the cancellation releases).
+        let change = || WaitlistChange {
+            state: WaitlistState::Expired,
+            hold: None,
+            offer_expires_at: None,
+            now: now_ms(),
+        };
+        for waiting in std::mem::take(&mut ev.line).waiting.into_values() {
+            if let Err(e) = state.store.waitlist_update(&waiting.id, WaitlistState::Waiting, change()).await {
+                tracing::warn!(%event, entry = %waiting.id, error = %e, "cannot end a waitlist entry of a cancelled event");
+            }
+        }
+        state.waitlists.changed.notify_waiters();
+    }
     if ev.line.is_empty() {
         // Nobody waits in this node's index: freed seats go back on sale, the pool with
         // them. Distributed: a join on another node may have added an entry that this

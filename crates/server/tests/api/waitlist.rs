@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_error, spawn, spawn_with, time_from_now};
+use crate::helpers::{TestApp, assert_error, send, spawn, spawn_with, time_from_now};
 
 /// An event of one row of `seats` seats (`A-1-1` ...), on sale.
 async fn event(app: &TestApp, seats: u32) -> String {
@@ -331,4 +331,26 @@ async fn seats_held_back_for_an_allocation_count_as_sold_out_for_the_public() {
     let bob = app.fan("bob").await;
     let (status, body) = join(&app, &bob, &event, json!({"group_size": 2})).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test]
+async fn a_cancelled_events_waiting_entries_end() {
+    let app = spawn().await;
+    let admin = app.admin().await;
+    let event = event(&app, 2).await;
+    let ann = app.fan("ann").await;
+    app.hold_ok(&ann, &event, &["A-1-1", "A-1-2"]).await;
+    let bob = app.fan("bob").await;
+    let (status, b) = join(&app, &bob, &event, json!({"group_size": 2})).await;
+    assert_eq!(status, StatusCode::CREATED, "{b}");
+    let (status, body) = send(
+        app.client
+            .patch(app.url(&format!("/v1/events/{event}")))
+            .bearer_auth(&admin)
+            .json(&json!({"status": "cancelled"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    // Nothing is offered any more: the entry ends instead of waiting for ever.
+    until_state(&app, &bob, &event, &id(&b), "expired").await;
 }
