@@ -688,8 +688,14 @@ async fn settle_offers(state: &AppState, ev: &mut EventState) -> Result<(), Stri
             None => still.push(offered),
             Some(to) => {
                 let change = WaitlistChange { state: to, hold: None, offer_expires_at: None, now: now_ms() };
-                // False: it left meanwhile (or another node settled it).
-                let _ = state.store.waitlist_update(&offered.id, WaitlistState::Offered, change).await;
+                // False: it left meanwhile (or another node settled it). An error: tried again
+                // at the next step, the offer stays on the list.
+                if let Err(e) = state.store.waitlist_update(&offered.id, WaitlistState::Offered, change).await
+                {
+                    tracing::warn!(entry = %offered.id, error = %e, "cannot settle a waitlist offer; retrying");
+                    still.push(offered);
+                    continue;
+                }
                 metrics::counter!("boxoffice_waitlist_offers_ended_total", "result" => to.as_str())
                     .increment(1);
                 state.waitlists.changed.notify_waiters();
