@@ -253,8 +253,10 @@ impl PgStore {
         now: UnixMs,
     ) -> Result<WebhookDelivery> {
         let row: Option<DeliveryRow> = sqlx::query_as(&format!(
-            "UPDATE webhook_deliveries AS d SET status = 'pending', next_attempt_at = $1, \
-             first_attempt_at = NULL, lease = NULL WHERE d.id = $2 AND d.webhook_id = $3 \
+            "UPDATE webhook_deliveries AS d SET status = 'pending', \
+             next_attempt_at = CASE WHEN d.lease IS NOT NULL AND d.next_attempt_at > $1 \
+                 THEN d.next_attempt_at ELSE $1 END, \
+             first_attempt_at = NULL WHERE d.id = $2 AND d.webhook_id = $3 \
              RETURNING {DELIVERY_COLUMNS}"
         ))
         .bind(to_db(now, "now")?)

@@ -278,8 +278,9 @@ impl SqliteStore {
     ) -> Result<WebhookDelivery> {
         let mut tx = self.begin_write().await?;
         let row: Option<DeliveryRow> = sqlx::query_as(&format!(
-            "UPDATE webhook_deliveries SET status = '{pending}', next_attempt_at = ?, first_attempt_at = NULL, \
-             lease = NULL WHERE id = ? AND webhook_id = ? RETURNING {DELIVERY_RETURNING}",
+            "UPDATE webhook_deliveries SET status = '{pending}', \
+             next_attempt_at = CASE WHEN lease IS NOT NULL AND next_attempt_at > ?1 THEN next_attempt_at ELSE ?1 END, \
+             first_attempt_at = NULL WHERE id = ?2 AND webhook_id = ?3 RETURNING {DELIVERY_RETURNING}",
             pending = DeliveryStatus::Pending.as_str()
         ))
         .bind(to_db(now, "now")?)
