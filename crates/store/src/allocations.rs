@@ -133,6 +133,18 @@ fn db(value: u64, what: &str) -> Result<i64> {
     i64::try_from(value).map_err(|_| StoreError::Invalid(format!("{what} is out of range")))
 }
 
+/// The allocation `new` as inserted at `now` (both backends answer it without a read).
+fn created(new: &NewAllocation, now: i64) -> Result<Allocation> {
+    Ok(Allocation {
+        event: new.event,
+        name: new.name.clone(),
+        seats: new.seats.clone(),
+        release_at: new.release_at,
+        roles: new.roles.clone(),
+        created_at: from_db(now, "allocation created_at")?,
+    })
+}
+
 fn taken(existing: &[Allocation], new: &NewAllocation) -> Result<()> {
     if existing.iter().any(|a| a.name == new.name) {
         return Err(StoreError::Invalid(format!("allocation {:?} already exists", new.name)));
@@ -196,14 +208,7 @@ pub(crate) mod sqlite {
         .bind(now)
         .execute(&mut *conn)
         .await?;
-        Ok(Allocation {
-            event: new.event,
-            name: new.name.clone(),
-            seats: new.seats.clone(),
-            release_at: new.release_at,
-            roles: new.roles.clone(),
-            created_at: from_db(now, "allocation created_at")?,
-        })
+        created(new, now)
     }
 
     pub(crate) async fn create_codes(
@@ -327,14 +332,7 @@ pub(crate) mod postgres {
         .bind(now)
         .execute(&mut *conn)
         .await?;
-        Ok(Allocation {
-            event: new.event,
-            name: new.name.clone(),
-            seats: new.seats.clone(),
-            release_at: new.release_at,
-            roles: new.roles.clone(),
-            created_at: from_db(now, "allocation created_at")?,
-        })
+        created(new, now)
     }
 
     pub(crate) async fn create_codes(
